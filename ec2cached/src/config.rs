@@ -1,0 +1,256 @@
+//! `/etc/ec2cached.toml`: reading, checking, and one-line errors that name the file and the key.
+
+use nss_ec2_snapshot::fleet::{label, AddressChoice, Rules};
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_CONFIG: &str = "/etc/ec2cached.toml";
+/// Where the snapshot goes by default; the NSS module's compiled-in path.
+pub const DEFAULT_SNAPSHOT: &str = "/var/lib/ec2cached/hosts.snap";
+
+/// A config that cannot be used, with the file and the key.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// The key, if the problem is one key's.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "{}: key `{k}`: {}", self.file.display(), self.what),
+            None => write!(f, "{}: {}", self.file.display(), self.what),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    domain: Option<String>,
+    snapshot: Option<PathBuf>,
+    interval: Option<u32>,
+    regions: Option<Vec<String>>,
+    security_groups: Option<Vec<String>>,
+    ready_tag: Option<String>,
+    service_tag: Option<String>,
+    address: Option<Address>,
+    max_age: Option<u32>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Address {
+    Private,
+    Public,
+}
+
+/// The daemon's configuration, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from (or the default path when that file does not exist).
+    pub file: PathBuf,
+    /// Where the snapshot is published.
+    pub snapshot: PathBuf,
+    /// Seconds between polls.
+    pub interval: u32,
+    /// Regions to poll; empty: the SDK's region chain.
+    pub regions: Vec<String>,
+    /// Seconds after which readers stop trusting the snapshot; 0: never.
+    pub max_age: u32,
+    /// The naming rules.
+    pub rules: Rules,
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when `path` is the default path and does not exist.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (file, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        let err = |key: Option<&str>, what: String| ConfigError {
+            file: file.clone(),
+            key: key.map(str::to_string),
+            what,
+        };
+        let text = match std::fs::read(&file) {
+            Ok(t) => String::from_utf8(t).map_err(|_| err(None, "not UTF-8 text".into()))?,
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(err(None, format!("cannot read: {e}"))),
+        };
+        Self::parse(&file, &text)
+    }
+
+    /// Parses and checks config text; `file` is only used in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |key: Option<&str>, what: String| ConfigError {
+            file: file.to_path_buf(),
+            key: key.map(str::to_string),
+            what,
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| err(None, one_line(e.message())))?;
+        let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = one_line(e.inner().message());
+            if path == "." {
+                // Unknown keys are reported at the top level: the message names the key.
+                err(None, msg)
+            } else {
+                err(Some(&path), msg)
+            }
+        })?;
+
+        let domain = raw.domain.unwrap_or_else(|| "ec2".into());
+        let domain = domain
+            .strip_suffix('.')
+            .unwrap_or(&domain)
+            .to_ascii_lowercase();
+        if domain.is_empty() || domain.len() > 189 {
+            return Err(err(
+                Some("domain"),
+                "must be 1 to 189 characters, so that instance names fit in 253".into(),
+            ));
+        }
+        for l in domain.split('.') {
+            if label(l).as_deref() != Ok(l) {
+                return Err(err(
+                    Some("domain"),
+                    format!("label {l:?} is not a valid name label ([a-z0-9-], 1 to 63)"),
+                ));
+            }
+        }
+        let interval = raw.interval.unwrap_or(30);
+        if !(1..=86_400).contains(&interval) {
+            return Err(err(Some("interval"), "must be 1 to 86400 seconds".into()));
+        }
+        let regions = raw.regions.unwrap_or_default();
+        if let Some(r) = regions
+            .iter()
+            .find(|r| r.is_empty() || r.contains(char::is_whitespace))
+        {
+            return Err(err(Some("regions"), format!("{r:?} is not a region name")));
+        }
+        let ready_tag = match raw.ready_tag {
+            None => None,
+            Some(t) => match t.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Some((k.to_string(), v.to_string())),
+                _ => return Err(err(Some("ready_tag"), format!("{t:?} is not KEY=VALUE"))),
+            },
+        };
+        let service_tag = raw.service_tag.unwrap_or_else(|| "services".into());
+        if service_tag.is_empty() {
+            return Err(err(Some("service_tag"), "must not be empty".into()));
+        }
+        if let Some(groups) = &raw.security_groups {
+            if groups.iter().any(String::is_empty) {
+                return Err(err(
+                    Some("security_groups"),
+                    "contains an empty name".into(),
+                ));
+            }
+        }
+        let snapshot = raw.snapshot.unwrap_or_else(|| DEFAULT_SNAPSHOT.into());
+        if snapshot.file_name().is_none() || snapshot.parent().is_none() {
+            return Err(err(Some("snapshot"), "must be a file path".into()));
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            snapshot,
+            interval,
+            regions,
+            max_age: raw.max_age.unwrap_or(0),
+            rules: Rules {
+                domain,
+                ready_tag,
+                service_tag,
+                address: match raw.address {
+                    Some(Address::Public) => AddressChoice::Public,
+                    _ => AddressChoice::Private,
+                },
+                security_groups: raw.security_groups,
+            },
+        })
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/x.toml"), t).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_spec_example_parses() {
+        let c = parse(
+            r#"
+domain          = "ec2"
+snapshot        = "/var/lib/ec2cached/hosts.snap"
+interval        = 30
+regions         = ["us-east-1"]
+security_groups = ["tphon"]
+ready_tag       = "af-status=ready"
+service_tag     = "services"
+address         = "private"
+max_age         = 3600
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.rules.ready_tag,
+            Some(("af-status".into(), "ready".into()))
+        );
+        assert_eq!(c.rules.security_groups, Some(vec!["tphon".to_string()]));
+        assert_eq!(c.max_age, 3600);
+        assert_eq!(parse("").unwrap().rules, Rules::default());
+    }
+
+    #[test]
+    fn errors_name_file_and_key_on_one_line() {
+        let cases = [
+            (
+                "interval = \"x\"",
+                "/etc/x.toml: key `interval`: invalid type",
+            ),
+            ("interval = 0", "/etc/x.toml: key `interval`: must be"),
+            (
+                "regions = [1]",
+                "/etc/x.toml: key `regions[0]`: invalid type",
+            ),
+            (
+                "address = \"both\"",
+                "/etc/x.toml: key `address`: unknown variant",
+            ),
+            (
+                "ready_tag = \"ready\"",
+                "/etc/x.toml: key `ready_tag`: \"ready\" is not KEY=VALUE",
+            ),
+            (
+                "domain = \"Bad_Domain\"",
+                "/etc/x.toml: key `domain`: label",
+            ),
+            ("colour = 1", "/etc/x.toml: unknown field `colour`"),
+            ("interval = ", "/etc/x.toml: "),
+            ("max_age = -1", "/etc/x.toml: key `max_age`: invalid value"),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(got.starts_with(want), "{text:?}: {got}");
+            assert!(!got.contains('\n'), "{got}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `ec2cached run`: poll every `interval` (with jitter), re-poll at once on SIGHUP, back off on
+//! failure, exit cleanly on SIGTERM/SIGINT. The published snapshot keeps serving throughout.
+
+use crate::config::Config;
+use crate::publish::{self, now, Status};
+use crate::source;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// One poll and publish; updates the status file either way.
+pub async fn cycle(cfg: &Config) -> Result<(), String> {
+    let started = now();
+    let mut status = Status::load(&cfg.snapshot);
+    let result = match source::poll(cfg).await {
+        Ok(sweep) => publish::publish(cfg, &sweep, started).map(|(stats, problems)| {
+            tracing::info!(
+                instances = stats.instances,
+                live = stats.live,
+                ready = stats.ready,
+                names = stats.names,
+                requests = sweep.requests,
+                "published {}",
+                cfg.snapshot.display()
+            );
+            publish::succeeded(&mut status, started, &sweep, stats, problems);
+        }),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        status.failed(started, e);
+    }
+    status.save(&cfg.snapshot);
+    result
+}
+
+/// Delay before the next poll after `failures` failures in a row: doubling from 1 s up to the
+/// interval, with "equal jitter" (half fixed, half random) so a fleet of daemons spreads out.
+pub fn backoff(failures: u32, interval: u32) -> Duration {
+    let ceiling = f64::from(interval.max(1));
+    let step = 2f64
+        .powi(failures.saturating_sub(1).min(30) as i32)
+        .min(ceiling);
+    Duration::from_secs_f64(step / 2.0 + fastrand::f64() * step / 2.0)
+}
+
+/// Delay after a success: the interval ±10 %.
+pub fn next_poll(interval: u32) -> Duration {
+    Duration::from_secs_f64(f64::from(interval) * (0.9 + fastrand::f64() * 0.2))
+}
+
+/// Runs until SIGTERM or SIGINT. `ready` is called once, after the first good snapshot.
+pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
+    let sig = |k| signal(k).map_err(|e| format!("cannot install signal handlers: {e}"));
+    let (mut term, mut int, mut hup) = (
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+        sig(SignalKind::hangup())?,
+    );
+    publish::remove_stale_temps(&cfg.snapshot);
+    tracing::info!(
+        snapshot = %cfg.snapshot.display(),
+        interval = cfg.interval,
+        "ec2cached starting"
+    );
+    let mut failures = 0u32;
+    let mut told_ready = false;
+    loop {
+        let outcome = tokio::select! {
+            r = cycle(&cfg) => r,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        };
+        let delay = match outcome {
+            Ok(()) => {
+                failures = 0;
+                if !told_ready {
+                    ready();
+                    told_ready = true;
+                }
+                next_poll(cfg.interval)
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let d = backoff(failures, cfg.interval);
+                tracing::error!(
+                    failures,
+                    retry_in = format!("{:.1}s", d.as_secs_f64()),
+                    "poll failed, keeping the last snapshot: {e}"
+                );
+                d
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = hup.recv() => tracing::info!("SIGHUP: polling now"),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("ec2cached stopping");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_interval_with_jitter() {
+        for _ in 0..200 {
+            let d1 = backoff(1, 30).as_secs_f64();
+            assert!((0.5..=1.0).contains(&d1), "{d1}");
+            let d3 = backoff(3, 30).as_secs_f64();
+            assert!((2.0..=4.0).contains(&d3), "{d3}");
+            let d = backoff(50, 30).as_secs_f64();
+            assert!((15.0..=30.0).contains(&d), "{d}");
+            let n = next_poll(30).as_secs_f64();
+            assert!((27.0..=33.0).contains(&n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! `ec2cached`: polls the EC2 API and publishes the snapshot `libnss_ec2.so.2` answers from.
+//!
+//! The binary (`main.rs`) is a thin command line over these modules.
+
+pub mod config;
+pub mod daemon;
+pub mod explain;
+pub mod publish;
+pub mod source;
+pub mod status;

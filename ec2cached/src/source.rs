@@ -1,0 +1,334 @@
+//! Where fleets come from: the EC2 API (one paginated, filtered DescribeInstances sweep per
+//! region) or the JSON that `aws ec2 describe-instances` prints.
+
+use crate::config::Config;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::types::Filter;
+use nss_ec2_snapshot::fleet::Ec2Instance;
+use serde::Deserialize;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::time::Duration;
+
+/// A fleet read in one sweep.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Every instance returned, all regions.
+    pub instances: Vec<Ec2Instance>,
+    /// API requests made (pages).
+    pub requests: u32,
+}
+
+/// Timeouts and retries for one DescribeInstances call (see README, "Timeouts and retries").
+pub fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .read_timeout(Duration::from_secs(20))
+        .operation_attempt_timeout(Duration::from_secs(30))
+        .operation_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Reads every running instance (in the configured groups) of every configured region.
+/// Any failed page fails the whole sweep: a partial fleet is never published.
+pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await;
+    let regions: Vec<String> = if cfg.regions.is_empty() {
+        match base.region() {
+            Some(r) => vec![r.to_string()],
+            None => {
+                return Err(
+                    "no region: set `regions` in the config, AWS_REGION, or a profile region"
+                        .into(),
+                )
+            }
+        }
+    } else {
+        cfg.regions.clone()
+    };
+    let mut sweep = Sweep::default();
+    for region in regions {
+        let conf = aws_sdk_ec2::config::Builder::from(&base)
+            .region(aws_sdk_ec2::config::Region::new(region.clone()))
+            .build();
+        let client = aws_sdk_ec2::Client::from_conf(conf);
+        let mut req = client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-state-name")
+                    .values("running")
+                    .build(),
+            )
+            .max_results(1000);
+        if let Some(groups) = &cfg.rules.security_groups {
+            req = req.filters(
+                Filter::builder()
+                    .name("instance.group-name")
+                    .set_values(Some(groups.clone()))
+                    .build(),
+            );
+        }
+        let mut pages = req.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            sweep.requests += 1;
+            let page = page.map_err(|e| {
+                let msg = format!("{}", DisplayErrorContext(&e));
+                format!(
+                    "DescribeInstances in {region}, page {}: {}",
+                    sweep.requests,
+                    one_line(&msg)
+                )
+            })?;
+            for r in page.reservations() {
+                for i in r.instances() {
+                    sweep.instances.push(from_sdk(i));
+                }
+            }
+        }
+        tracing::debug!(region, requests = sweep.requests, "swept region");
+    }
+    Ok(sweep)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Ec2Instance {
+    let primary = i
+        .network_interfaces()
+        .iter()
+        .find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0));
+    Ec2Instance {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        launch_time_ms: i
+            .launch_time()
+            .map(|t| t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
+            .unwrap_or(0),
+        groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_name().map(str::to_string))
+            .collect(),
+        tags: i
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        private_ipv4: i.private_ip_address().and_then(|a| a.parse().ok()),
+        public_ipv4: i.public_ip_address().and_then(|a| a.parse().ok()),
+        ipv6: primary
+            .map(|n| {
+                n.ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+// --- describe-instances JSON -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Doc {
+    #[serde(default)]
+    reservations: Vec<Reservation>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Reservation {
+    #[serde(default)]
+    instances: Vec<JsonInstance>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonInstance {
+    instance_id: String,
+    #[serde(default)]
+    state: Option<JsonState>,
+    #[serde(default)]
+    launch_time: Option<String>,
+    #[serde(default)]
+    security_groups: Vec<JsonGroup>,
+    #[serde(default)]
+    tags: Vec<JsonTag>,
+    #[serde(default)]
+    private_ip_address: Option<String>,
+    #[serde(default)]
+    public_ip_address: Option<String>,
+    #[serde(default)]
+    network_interfaces: Vec<JsonInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonState {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonGroup {
+    #[serde(default)]
+    group_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonTag {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonInterface {
+    #[serde(default)]
+    attachment: Option<JsonAttachment>,
+    #[serde(default)]
+    ipv6_addresses: Vec<JsonIpv6>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonAttachment {
+    #[serde(default)]
+    device_index: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonIpv6 {
+    ipv6_address: String,
+}
+
+fn launch_ms(s: &str) -> Result<i64, String> {
+    let t = aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
+        .map_err(|e| format!("LaunchTime {s:?}: {e}"))?;
+    Ok(t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
+}
+
+/// Parses `aws ec2 describe-instances` output. Addresses that do not parse are an error: the
+/// file is meant to be what the API said, and a silently dropped address would be a wrong answer.
+pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
+    let doc: Doc = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for r in doc.reservations {
+        for i in r.instances {
+            let v4 = |a: Option<String>, what: &str| -> Result<Option<Ipv4Addr>, String> {
+                a.filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|_| format!("{}: {what} {s:?}", i.instance_id))
+                    })
+                    .transpose()
+            };
+            let primary = i
+                .network_interfaces
+                .iter()
+                .find(|n| n.attachment.as_ref().and_then(|a| a.device_index) == Some(0));
+            let mut ipv6 = Vec::new();
+            for a in primary.map(|n| &n.ipv6_addresses[..]).unwrap_or(&[]) {
+                let ip: Ipv6Addr = a
+                    .ipv6_address
+                    .parse()
+                    .map_err(|_| format!("{}: Ipv6Address {:?}", i.instance_id, a.ipv6_address))?;
+                ipv6.push(ip);
+            }
+            out.push(Ec2Instance {
+                launch_time_ms: match &i.launch_time {
+                    Some(t) => launch_ms(t).map_err(|e| format!("{}: {e}", i.instance_id))?,
+                    None => 0,
+                },
+                state: i.state.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                groups: i
+                    .security_groups
+                    .iter()
+                    .filter_map(|g| g.group_name.clone())
+                    .collect(),
+                tags: i
+                    .tags
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+                private_ipv4: v4(i.private_ip_address.clone(), "PrivateIpAddress")?,
+                public_ipv4: v4(i.public_ip_address.clone(), "PublicIpAddress")?,
+                ipv6,
+                id: i.instance_id,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a fleet from a describe-instances JSON file, keeping what the API filters would keep.
+pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut instances = parse_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    instances.retain(|i| {
+        i.is_live()
+            && cfg
+                .rules
+                .security_groups
+                .as_ref()
+                .is_none_or(|w| i.groups.iter().any(|g| w.contains(g)))
+    });
+    Ok(Sweep {
+        instances,
+        requests: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_describe_instances_output() {
+        let text = r#"{"Reservations":[{"Instances":[{
+            "InstanceId":"i-0abc","State":{"Name":"running","Code":16},
+            "LaunchTime":"2024-05-01T10:00:00.250Z",
+            "SecurityGroups":[{"GroupName":"tphon","GroupId":"sg-1"}],
+            "Tags":[{"Key":"services","Value":"redis, postgres"}],
+            "PrivateIpAddress":"10.0.0.5","PublicIpAddress":"",
+            "NetworkInterfaces":[
+              {"Attachment":{"DeviceIndex":1},"Ipv6Addresses":[{"Ipv6Address":"2001:db8::9"}]},
+              {"Attachment":{"DeviceIndex":0},"Ipv6Addresses":[{"Ipv6Address":"2001:db8::1"}]}]
+        }]}]}"#;
+        let v = parse_json(text).unwrap();
+        assert_eq!(v.len(), 1);
+        let i = &v[0];
+        assert_eq!(i.id, "i-0abc");
+        assert_eq!(i.launch_time_ms, 1_714_557_600_250);
+        assert_eq!(i.groups, vec!["tphon"]);
+        assert_eq!(i.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(i.public_ipv4, None);
+        assert_eq!(i.ipv6, vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]);
+        assert!(parse_json("{\"Reservations\":[{\"Instances\":[{\"InstanceId\":\"i-1\",\"PrivateIpAddress\":\"300.1.1.1\"}]}]}").is_err());
+        assert!(parse_json("[]").is_err());
+        assert!(parse_json("{}").unwrap().is_empty());
+    }
+}
