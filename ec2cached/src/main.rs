@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use ec2cached::config::Config;
 use ec2cached::publish::{self, now, Status};
 use ec2cached::{daemon, explain, source, status};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,

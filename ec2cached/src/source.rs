@@ -225,10 +225,22 @@ struct JsonIpv6 {
     ipv6_address: String,
 }
 
+/// ISO 8601 / RFC 3339 launch time in milliseconds. The AWS CLI prints `+00:00` offsets, which
+/// the SDK's parser does not take, so an offset is applied here.
 fn launch_ms(s: &str) -> Result<i64, String> {
-    let t = aws_smithy_types::DateTime::from_str(s, aws_smithy_types::date_time::Format::DateTime)
-        .map_err(|e| format!("LaunchTime {s:?}: {e}"))?;
-    Ok(t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
+    let bad = |e: String| format!("LaunchTime {s:?}: {e}");
+    let (base, offset_secs) = match s.len().checked_sub(6).and_then(|at| s.get(at..).map(|o| (at, o))) {
+        Some((at, o)) if (o.starts_with('+') || o.starts_with('-')) && o.as_bytes()[3] == b':' => {
+            let h: i64 = o[1..3].parse().map_err(|_| bad("bad offset".into()))?;
+            let m: i64 = o[4..6].parse().map_err(|_| bad("bad offset".into()))?;
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            (format!("{}Z", &s[..at]), sign * (h * 3600 + m * 60))
+        }
+        _ => (s.to_string(), 0),
+    };
+    let t = aws_smithy_types::DateTime::from_str(&base, aws_smithy_types::date_time::Format::DateTime)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((t.secs() - offset_secs) * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
 }
 
 /// Parses `aws ec2 describe-instances` output. Addresses that do not parse are an error: the
@@ -323,6 +335,10 @@ mod tests {
         let i = &v[0];
         assert_eq!(i.id, "i-0abc");
         assert_eq!(i.launch_time_ms, 1_714_557_600_250);
+        assert_eq!(launch_ms("2024-05-01T10:00:00+00:00"), Ok(1_714_557_600_000));
+        assert_eq!(launch_ms("2024-05-01T12:00:00.5+02:00"), Ok(1_714_557_600_500));
+        assert_eq!(launch_ms("2024-05-01T09:30:00-00:30"), Ok(1_714_557_600_000));
+        assert!(launch_ms("yesterday").is_err());
         assert_eq!(i.groups, vec!["tphon"]);
         assert_eq!(i.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 5)));
         assert_eq!(i.public_ipv4, None);

@@ -1,0 +1,63 @@
+# Shared by tests/run and demo/run: installs what they need and builds the workspace.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+STAGE=$TARGET/nss
+VENV=${NSS_EC2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/nss-ec2/venv}
+LOGDIR=$TARGET/logs
+mkdir -p "$LOGDIR"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Debian packages the scripts use. Installed only when missing; needs root (or sudo).
+ensure_debian_packages() {
+    local want=() sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    command -v python3 >/dev/null || want+=(python3)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || want+=(python3-venv)
+    command -v getent >/dev/null || want+=(libc-bin)
+    command -v unshare >/dev/null || want+=(util-linux)
+    command -v readelf >/dev/null || want+=(binutils)
+    command -v cc >/dev/null || want+=(gcc)
+    if [ ${#want[@]} -gt 0 ]; then
+        echo "installing: ${want[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}"
+    fi
+    if ! command -v cargo >/dev/null; then
+        echo "cargo not found: install Rust >= 1.94 with rustup (https://rustup.rs)" >&2
+        exit 1
+    fi
+}
+
+# A venv outside the clone with the emulator and test tools, reused between runs.
+ensure_venv() {
+    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask' 2>/dev/null; then
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q --upgrade pip
+        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7'
+    fi
+}
+
+# Release build of the workspace; the module is staged under the name glibc loads.
+build_all() {
+    cargo build --release --workspace --locked
+    mkdir -p "$STAGE"
+    cp "$TARGET/release/libnss_ec2.so" "$STAGE/libnss_ec2.so.2.tmp"
+    mv "$STAGE/libnss_ec2.so.2.tmp" "$STAGE/libnss_ec2.so.2"
+}
+
+# Starts moto's EC2 server on a free loopback port; sets MOTO_URL and MOTO_PID.
+start_moto() {
+    local port
+    port=$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "$VENV/bin/python" -m moto.server -H 127.0.0.1 -p "$port" >"$LOGDIR/moto.log" 2>&1 &
+    MOTO_PID=$!
+    MOTO_URL="http://127.0.0.1:$port"
+    for _ in $(seq 100); do
+        if "$VENV/bin/python" -c "import urllib.request; urllib.request.urlopen('$MOTO_URL/moto-api/', timeout=1)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "moto did not start; see $LOGDIR/moto.log" >&2
+    return 1
+}
