@@ -243,7 +243,10 @@ max_age         = 3600
                 "domain = \"Bad_Domain\"",
                 "/etc/x.toml: key `domain`: label",
             ),
-            ("colour = 1", "/etc/x.toml: key `colour`: unknown field `colour`"),
+            (
+                "colour = 1",
+                "/etc/x.toml: key `colour`: unknown field `colour`",
+            ),
             ("interval = ", "/etc/x.toml: "),
             ("max_age = -1", "/etc/x.toml: key `max_age`: invalid value"),
         ];

@@ -229,7 +229,11 @@ struct JsonIpv6 {
 /// the SDK's parser does not take, so an offset is applied here.
 fn launch_ms(s: &str) -> Result<i64, String> {
     let bad = |e: String| format!("LaunchTime {s:?}: {e}");
-    let (base, offset_secs) = match s.len().checked_sub(6).and_then(|at| s.get(at..).map(|o| (at, o))) {
+    let (base, offset_secs) = match s
+        .len()
+        .checked_sub(6)
+        .and_then(|at| s.get(at..).map(|o| (at, o)))
+    {
         Some((at, o)) if (o.starts_with('+') || o.starts_with('-')) && o.as_bytes()[3] == b':' => {
             let h: i64 = o[1..3].parse().map_err(|_| bad("bad offset".into()))?;
             let m: i64 = o[4..6].parse().map_err(|_| bad("bad offset".into()))?;
@@ -238,8 +242,9 @@ fn launch_ms(s: &str) -> Result<i64, String> {
         }
         _ => (s.to_string(), 0),
     };
-    let t = aws_smithy_types::DateTime::from_str(&base, aws_smithy_types::date_time::Format::DateTime)
-        .map_err(|e| bad(e.to_string()))?;
+    let t =
+        aws_smithy_types::DateTime::from_str(&base, aws_smithy_types::date_time::Format::DateTime)
+            .map_err(|e| bad(e.to_string()))?;
     Ok((t.secs() - offset_secs) * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
 }
 
@@ -335,9 +340,18 @@ mod tests {
         let i = &v[0];
         assert_eq!(i.id, "i-0abc");
         assert_eq!(i.launch_time_ms, 1_714_557_600_250);
-        assert_eq!(launch_ms("2024-05-01T10:00:00+00:00"), Ok(1_714_557_600_000));
-        assert_eq!(launch_ms("2024-05-01T12:00:00.5+02:00"), Ok(1_714_557_600_500));
-        assert_eq!(launch_ms("2024-05-01T09:30:00-00:30"), Ok(1_714_557_600_000));
+        assert_eq!(
+            launch_ms("2024-05-01T10:00:00+00:00"),
+            Ok(1_714_557_600_000)
+        );
+        assert_eq!(
+            launch_ms("2024-05-01T12:00:00.5+02:00"),
+            Ok(1_714_557_600_500)
+        );
+        assert_eq!(
+            launch_ms("2024-05-01T09:30:00-00:30"),
+            Ok(1_714_557_600_000)
+        );
         assert!(launch_ms("yesterday").is_err());
         assert_eq!(i.groups, vec!["tphon"]);
         assert_eq!(i.private_ipv4, Some(Ipv4Addr::new(10, 0, 0, 5)));

@@ -132,11 +132,20 @@ fn table() -> Table {
     name(&mut t, "v4only.big.ec2", Kind::Service, vec![1]);
     name(&mut t, "v6only.ec2", Kind::Group, vec![BIG as u32]);
     for i in 0..=BIG {
-        let n = name(&mut t, &format!("i-{i:05}.ec2"), Kind::Instance, vec![i as u32]);
+        let n = name(
+            &mut t,
+            &format!("i-{i:05}.ec2"),
+            Kind::Instance,
+            vec![i as u32],
+        );
         t.instances.push(Instance {
             name: n,
             v4: (i < BIG).then(|| v4(i)),
-            v6: if i % 10 == 0 || i == BIG { vec![v6(i)] } else { vec![] },
+            v6: if i % 10 == 0 || i == BIG {
+                vec![v6(i)]
+            } else {
+                vec![]
+            },
             aliases: if i == 0 { vec![first] } else { vec![] },
         });
     }
@@ -174,11 +183,19 @@ fn module() -> &'static Module {
                 p
             };
             Module {
-                name4: std::mem::transmute::<*mut c_void, ByName4>(sym("_nss_ec2_gethostbyname4_r")),
-                name3: std::mem::transmute::<*mut c_void, ByName3>(sym("_nss_ec2_gethostbyname3_r")),
-                name2: std::mem::transmute::<*mut c_void, ByName2>(sym("_nss_ec2_gethostbyname2_r")),
+                name4: std::mem::transmute::<*mut c_void, ByName4>(sym(
+                    "_nss_ec2_gethostbyname4_r",
+                )),
+                name3: std::mem::transmute::<*mut c_void, ByName3>(sym(
+                    "_nss_ec2_gethostbyname3_r",
+                )),
+                name2: std::mem::transmute::<*mut c_void, ByName2>(sym(
+                    "_nss_ec2_gethostbyname2_r",
+                )),
                 name1: std::mem::transmute::<*mut c_void, ByName>(sym("_nss_ec2_gethostbyname_r")),
-                addr2: std::mem::transmute::<*mut c_void, ByAddr2>(sym("_nss_ec2_gethostbyaddr2_r")),
+                addr2: std::mem::transmute::<*mut c_void, ByAddr2>(sym(
+                    "_nss_ec2_gethostbyaddr2_r",
+                )),
                 addr1: std::mem::transmute::<*mut c_void, ByAddr>(sym("_nss_ec2_gethostbyaddr_r")),
                 setent: std::mem::transmute::<*mut c_void, SetEnt>(sym("_nss_ec2_sethostent")),
                 getent: std::mem::transmute::<*mut c_void, GetEnt>(sym("_nss_ec2_gethostent_r")),
@@ -236,7 +253,10 @@ fn set_errno(v: c_int) {
 }
 
 /// Reads a hostent back, checking every pointer lies in the buffer and is aligned.
-fn read_hostent(h: &libc::hostent, range: &std::ops::Range<usize>) -> (String, Vec<String>, Vec<Vec<u8>>) {
+fn read_hostent(
+    h: &libc::hostent,
+    range: &std::ops::Range<usize>,
+) -> (String, Vec<String>, Vec<Vec<u8>>) {
     let inside = |p: usize| range.contains(&p);
     assert!(inside(h.h_name as usize));
     assert!(inside(h.h_aliases as usize) && h.h_aliases as usize % 8 == 0);
@@ -247,7 +267,12 @@ fn read_hostent(h: &libc::hostent, range: &std::ops::Range<usize>) -> (String, V
         let mut aliases = Vec::new();
         let mut i = 0;
         while !(*h.h_aliases.add(i)).is_null() {
-            aliases.push(CStr::from_ptr(*h.h_aliases.add(i)).to_str().unwrap().to_string());
+            aliases.push(
+                CStr::from_ptr(*h.h_aliases.add(i))
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            );
             i += 1;
         }
         let mut addrs = Vec::new();
@@ -279,14 +304,21 @@ fn sweep_hostent(
             let (mut e, mut he) = (0, 0);
             set_errno(12345);
             let status = call(&mut h, buf.ptr(), len, &mut e, &mut he);
-            assert!(buf.canaries_intact(), "wrote past buflen {len} at offset {offset}");
+            assert!(
+                buf.canaries_intact(),
+                "wrote past buflen {len} at offset {offset}"
+            );
             if status == SUCCESS {
                 assert_eq!(errno(), 12345, "errno untouched on success");
                 check(&h, &buf.range());
                 needed = needed.min(len);
                 break;
             }
-            assert_eq!((status, e, he), (TRYAGAIN, libc::ERANGE, NETDB_INTERNAL), "len {len}");
+            assert_eq!(
+                (status, e, he),
+                (TRYAGAIN, libc::ERANGE, NETDB_INTERNAL),
+                "len {len}"
+            );
             len += step;
             assert!(len < 1 << 20, "never succeeded");
         }
@@ -332,7 +364,11 @@ fn gethostbyname2_r_every_small_size() {
                 let (n, _, addrs) = read_hostent(h, r);
                 assert_eq!(n, "1.big.ec2");
                 assert_eq!(h.h_addrtype, af);
-                let want = if af == libc::AF_INET { v4(0).to_vec() } else { v6(0).to_vec() };
+                let want = if af == libc::AF_INET {
+                    v4(0).to_vec()
+                } else {
+                    v6(0).to_vec()
+                };
                 assert_eq!(addrs, vec![want]);
             },
             1,
@@ -351,17 +387,40 @@ fn gethostbyname3_r_canonical_name_and_ttl() {
     let mut canon: *mut c_char = std::ptr::null_mut();
     // SAFETY: arguments as glibc passes them.
     let s = unsafe {
-        (m.name3)(name.as_ptr(), libc::AF_INET, &mut h, buf.ptr(), 4096, &mut e, &mut he, &mut ttl, &mut canon)
+        (m.name3)(
+            name.as_ptr(),
+            libc::AF_INET,
+            &mut h,
+            buf.ptr(),
+            4096,
+            &mut e,
+            &mut he,
+            &mut ttl,
+            &mut canon,
+        )
     };
     assert_eq!(s, SUCCESS);
     assert_eq!(ttl, 42);
     assert_eq!(canon, h.h_name);
     // SAFETY: canon points into buf.
-    assert_eq!(unsafe { CStr::from_ptr(canon) }.to_str().unwrap(), "1.big.ec2");
+    assert_eq!(
+        unsafe { CStr::from_ptr(canon) }.to_str().unwrap(),
+        "1.big.ec2"
+    );
     // NULL ttlp / canonp are fine.
     // SAFETY: as above.
     let s = unsafe {
-        (m.name3)(name.as_ptr(), libc::AF_INET, &mut h, buf.ptr(), 4096, &mut e, &mut he, std::ptr::null_mut(), std::ptr::null_mut())
+        (m.name3)(
+            name.as_ptr(),
+            libc::AF_INET,
+            &mut h,
+            buf.ptr(),
+            4096,
+            &mut e,
+            &mut he,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
     };
     assert_eq!(s, SUCCESS);
 }
@@ -390,11 +449,27 @@ fn statuses_and_error_codes() {
     // SAFETY: zeroed hostent is a valid value to overwrite.
     let mut h: libc::hostent = unsafe { std::mem::zeroed() };
     let cases: &[(&str, c_int, (c_int, c_int, c_int))] = &[
-        ("example.com", libc::AF_INET, (UNAVAIL, libc::ENOENT, NO_RECOVERY)),
+        (
+            "example.com",
+            libc::AF_INET,
+            (UNAVAIL, libc::ENOENT, NO_RECOVERY),
+        ),
         ("ec2", libc::AF_INET, (UNAVAIL, libc::ENOENT, NO_RECOVERY)),
-        ("nosuch.ec2", libc::AF_INET, (NOTFOUND, libc::ENOENT, HOST_NOT_FOUND)),
-        ("v4only.big.ec2", libc::AF_INET6, (NOTFOUND, libc::ENOENT, NO_DATA)),
-        ("big.ec2", libc::AF_UNIX, (UNAVAIL, libc::EAFNOSUPPORT, NO_RECOVERY)),
+        (
+            "nosuch.ec2",
+            libc::AF_INET,
+            (NOTFOUND, libc::ENOENT, HOST_NOT_FOUND),
+        ),
+        (
+            "v4only.big.ec2",
+            libc::AF_INET6,
+            (NOTFOUND, libc::ENOENT, NO_DATA),
+        ),
+        (
+            "big.ec2",
+            libc::AF_UNIX,
+            (UNAVAIL, libc::EAFNOSUPPORT, NO_RECOVERY),
+        ),
     ];
     for &(name, af, want) in cases {
         let n = cname(name);
@@ -407,17 +482,47 @@ fn statuses_and_error_codes() {
     }
     let (mut e, mut he) = (0, 0);
     // SAFETY: NULL name is hostile input, handled.
-    let s = unsafe { (m.name2)(std::ptr::null(), libc::AF_INET, &mut h, buf.ptr(), 4096, &mut e, &mut he) };
+    let s = unsafe {
+        (m.name2)(
+            std::ptr::null(),
+            libc::AF_INET,
+            &mut h,
+            buf.ptr(),
+            4096,
+            &mut e,
+            &mut he,
+        )
+    };
     assert_eq!(s, UNAVAIL);
     // A name longer than any in the snapshot, inside the domain.
     let long = cname(&format!("{}.ec2", "a".repeat(5000)));
     // SAFETY: arguments as glibc passes them.
-    let s = unsafe { (m.name2)(long.as_ptr(), libc::AF_INET, &mut h, buf.ptr(), 4096, &mut e, &mut he) };
+    let s = unsafe {
+        (m.name2)(
+            long.as_ptr(),
+            libc::AF_INET,
+            &mut h,
+            buf.ptr(),
+            4096,
+            &mut e,
+            &mut he,
+        )
+    };
     assert_eq!((s, he), (NOTFOUND, HOST_NOT_FOUND));
     // NULL buffer with zero length: the ERANGE triple, not a crash.
     let one = cname("1.big.ec2");
     // SAFETY: as above.
-    let s = unsafe { (m.name2)(one.as_ptr(), libc::AF_INET, &mut h, std::ptr::null_mut(), 0, &mut e, &mut he) };
+    let s = unsafe {
+        (m.name2)(
+            one.as_ptr(),
+            libc::AF_INET,
+            &mut h,
+            std::ptr::null_mut(),
+            0,
+            &mut e,
+            &mut he,
+        )
+    };
     assert_eq!((s, e, he), (TRYAGAIN, libc::ERANGE, NETDB_INTERNAL));
 }
 
@@ -455,11 +560,31 @@ fn gethostbyname4_r_both_families_null_and_caller_pat() {
             let mut len = 0usize;
             loop {
                 let mut buf = Buf::new(offset, len);
-                let mut mine = Tuple { next: std::ptr::null_mut(), name: std::ptr::null_mut(), family: 0, addr: [0; 4], scopeid: 0 };
-                let mut pat: *mut Tuple = if caller_storage { &mut mine } else { std::ptr::null_mut() };
+                let mut mine = Tuple {
+                    next: std::ptr::null_mut(),
+                    name: std::ptr::null_mut(),
+                    family: 0,
+                    addr: [0; 4],
+                    scopeid: 0,
+                };
+                let mut pat: *mut Tuple = if caller_storage {
+                    &mut mine
+                } else {
+                    std::ptr::null_mut()
+                };
                 let (mut e, mut he, mut ttl) = (0, 0, i32::MAX);
                 // SAFETY: arguments as glibc (or nscd, with caller storage) passes them.
-                let s = unsafe { (m.name4)(name.as_ptr(), &mut pat, buf.ptr(), len, &mut e, &mut he, &mut ttl) };
+                let s = unsafe {
+                    (m.name4)(
+                        name.as_ptr(),
+                        &mut pat,
+                        buf.ptr(),
+                        len,
+                        &mut e,
+                        &mut he,
+                        &mut ttl,
+                    )
+                };
                 assert!(buf.canaries_intact());
                 if s == SUCCESS {
                     if caller_storage {
@@ -469,7 +594,10 @@ fn gethostbyname4_r_both_families_null_and_caller_pat() {
                     }
                     let got = walk_tuples(pat, &buf.range());
                     assert_eq!(got.len(), BIG + want_v6);
-                    assert!(got[..BIG].iter().enumerate().all(|(i, (f, a))| *f == libc::AF_INET && a[..] == v4(i)));
+                    assert!(got[..BIG]
+                        .iter()
+                        .enumerate()
+                        .all(|(i, (f, a))| *f == libc::AF_INET && a[..] == v4(i)));
                     assert!(got[BIG..].iter().all(|(f, _)| *f == libc::AF_INET6));
                     assert_eq!(ttl, 42);
                     break;
@@ -481,12 +609,25 @@ fn gethostbyname4_r_both_families_null_and_caller_pat() {
     }
     // A name without addresses of either family cannot exist, but unknown and foreign names:
     let mut buf = Buf::new(0, 1024);
-    for (n, want) in [("nosuch.ec2", (NOTFOUND, HOST_NOT_FOUND)), ("x.example", (UNAVAIL, NO_RECOVERY))] {
+    for (n, want) in [
+        ("nosuch.ec2", (NOTFOUND, HOST_NOT_FOUND)),
+        ("x.example", (UNAVAIL, NO_RECOVERY)),
+    ] {
         let n = cname(n);
         let mut pat: *mut Tuple = std::ptr::null_mut();
         let (mut e, mut he) = (0, 0);
         // SAFETY: as above, NULL ttlp as getaddrinfo passes it.
-        let s = unsafe { (m.name4)(n.as_ptr(), &mut pat, buf.ptr(), 1024, &mut e, &mut he, std::ptr::null_mut()) };
+        let s = unsafe {
+            (m.name4)(
+                n.as_ptr(),
+                &mut pat,
+                buf.ptr(),
+                1024,
+                &mut e,
+                &mut he,
+                std::ptr::null_mut(),
+            )
+        };
         assert_eq!((s, he), want);
     }
 }
@@ -512,13 +653,28 @@ fn gethostbyaddr_r_and_2_r() {
     mapped[10] = 0xff;
     mapped[11] = 0xff;
     mapped[12..].copy_from_slice(&v4(7));
-    for (addr, want) in [(v6(BIG), format!("i-{BIG:05}.ec2")), (mapped, "i-00007.ec2".to_string())] {
+    for (addr, want) in [
+        (v6(BIG), format!("i-{BIG:05}.ec2")),
+        (mapped, "i-00007.ec2".to_string()),
+    ] {
         let mut buf = Buf::new(0, 1024);
         // SAFETY: zeroed hostent is a valid value to overwrite.
         let mut h: libc::hostent = unsafe { std::mem::zeroed() };
         let (mut e, mut he, mut ttl) = (0, 0, 0);
         // SAFETY: arguments as nscd passes them.
-        let s = unsafe { (m.addr2)(addr.as_ptr().cast(), 16, libc::AF_INET6, &mut h, buf.ptr(), 1024, &mut e, &mut he, &mut ttl) };
+        let s = unsafe {
+            (m.addr2)(
+                addr.as_ptr().cast(),
+                16,
+                libc::AF_INET6,
+                &mut h,
+                buf.ptr(),
+                1024,
+                &mut e,
+                &mut he,
+                &mut ttl,
+            )
+        };
         assert_eq!(s, SUCCESS);
         let (n, _, addrs) = read_hostent(&h, &buf.range());
         assert_eq!(n, want);
@@ -529,10 +685,26 @@ fn gethostbyaddr_r_and_2_r() {
     let mut buf = Buf::new(0, 1024);
     // SAFETY: zeroed hostent is a valid value to overwrite.
     let mut h: libc::hostent = unsafe { std::mem::zeroed() };
-    for (addr, len, af) in [(&[192u8, 0, 2, 1][..], 4, libc::AF_INET), (&v4(0)[..], 3, libc::AF_INET), (&v4(0)[..], 4, libc::AF_INET6), (&v4(0)[..], 4, 99)] {
+    for (addr, len, af) in [
+        (&[192u8, 0, 2, 1][..], 4, libc::AF_INET),
+        (&v4(0)[..], 3, libc::AF_INET),
+        (&v4(0)[..], 4, libc::AF_INET6),
+        (&v4(0)[..], 4, 99),
+    ] {
         let (mut e, mut he) = (0, 0);
         // SAFETY: addr is readable for len bytes (len <= addr.len()).
-        let s = unsafe { (m.addr1)(addr.as_ptr().cast(), len, af, &mut h, buf.ptr(), 1024, &mut e, &mut he) };
+        let s = unsafe {
+            (m.addr1)(
+                addr.as_ptr().cast(),
+                len,
+                af,
+                &mut h,
+                buf.ptr(),
+                1024,
+                &mut e,
+                &mut he,
+            )
+        };
         assert_eq!((s, he), (UNAVAIL, NO_RECOVERY), "{addr:?}/{len}/{af}");
         assert_ne!(e, 0);
     }
@@ -579,7 +751,10 @@ fn enumeration_with_erange_retries_skips_nothing() {
     let total: usize = seen.iter().map(|s| s.2).sum();
     let instances_v4 = BIG;
     let instances_v6 = want_v6 + 1;
-    assert_eq!(total, BIG + want_v6 + 2 + 1 + 1 + instances_v4 + instances_v6);
+    assert_eq!(
+        total,
+        BIG + want_v6 + 2 + 1 + 1 + instances_v4 + instances_v6
+    );
 }
 
 #[test]
@@ -595,7 +770,17 @@ fn concurrent_lookups_agree() {
                     let mut h: libc::hostent = unsafe { std::mem::zeroed() };
                     let (mut e, mut he) = (0, 0);
                     // SAFETY: arguments as glibc passes them.
-                    let st = unsafe { (m.name2)(name.as_ptr(), libc::AF_INET, &mut h, buf.ptr(), 512, &mut e, &mut he) };
+                    let st = unsafe {
+                        (m.name2)(
+                            name.as_ptr(),
+                            libc::AF_INET,
+                            &mut h,
+                            buf.ptr(),
+                            512,
+                            &mut e,
+                            &mut he,
+                        )
+                    };
                     assert_eq!(st, SUCCESS);
                     let (_, _, addrs) = read_hostent(&h, &buf.range());
                     assert_eq!(addrs, vec![v4(t * 7).to_vec()]);
