@@ -57,6 +57,9 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
         sig(SignalKind::hangup())?,
     );
     publish::remove_stale_temps(&cfg.snapshot);
+    if nix::unistd::geteuid().is_root() {
+        tracing::warn!("running as root: the daemon needs no privilege, run it as its own account");
+    }
     tracing::info!(
         snapshot = %cfg.snapshot.display(),
         interval = cfg.interval,

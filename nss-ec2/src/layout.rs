@@ -106,6 +106,11 @@ pub const EMPTY_TUPLE: GaihAddrTuple = GaihAddrTuple {
     scopeid: 0,
 };
 
+/// Receives one alias or address; fails when the buffer is full.
+pub type Put<'p> = dyn FnMut(&[u8]) -> Result<(), Erange> + 'p;
+/// Feeds every alias or address of an answer to a [`Put`].
+pub type Feed<'f> = dyn for<'p> FnMut(&mut Put<'p>) -> Result<(), Erange> + 'f;
+
 /// Fills `*result` with a hostent whose strings and arrays live in `bump`.
 ///
 /// `addrs(f)` must call `f` with exactly `count` addresses of `len` bytes each, and `aliases(f)`
@@ -119,11 +124,11 @@ pub unsafe fn hostent(
     result: *mut libc::hostent,
     name: &[u8],
     n_aliases: usize,
-    aliases: &mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<(), Erange>) -> Result<(), Erange>,
+    aliases: &mut Feed<'_>,
     af: libc::c_int,
     len: usize,
     count: usize,
-    addrs: &mut dyn FnMut(&mut dyn FnMut(&[u8]) -> Result<(), Erange>) -> Result<(), Erange>,
+    addrs: &mut Feed<'_>,
 ) -> Result<(), Erange> {
     let h_name = bump.str(name)?;
     let alias_arr = bump.ptr_array(n_aliases.checked_add(1).ok_or(Erange)?)?;

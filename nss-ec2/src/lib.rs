@@ -193,7 +193,7 @@ fn ttl(snap: &Snapshot<'_>) -> i32 {
 fn each_addr<'a>(
     members: impl Iterator<Item = Result<InstanceRef<'a>, Corrupt>>,
     fam: Family,
-    put: &mut dyn FnMut(&[u8]) -> Result<(), Erange>,
+    put: &mut layout::Put<'_>,
 ) -> Result<(), Erange> {
     let mut err = Ok(());
     // A member that fails its checks here was counted in the first pass, which read the same
@@ -378,7 +378,7 @@ unsafe fn next_entry(result: *mut libc::hostent, buffer: *mut c_char, buflen: us
         let end = snap.len().saturating_mul(2);
         while pos < end {
             let answer = snap.answer(pos / 2)?;
-            let (fam, af, len) = if pos % 2 == 0 {
+            let (fam, af, len) = if pos.is_multiple_of(2) {
                 (Family::V4, libc::AF_INET, 4)
             } else {
                 (Family::V6, libc::AF_INET6, 16)

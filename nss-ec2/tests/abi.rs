@@ -259,8 +259,8 @@ fn read_hostent(
 ) -> (String, Vec<String>, Vec<Vec<u8>>) {
     let inside = |p: usize| range.contains(&p);
     assert!(inside(h.h_name as usize));
-    assert!(inside(h.h_aliases as usize) && h.h_aliases as usize % 8 == 0);
-    assert!(inside(h.h_addr_list as usize) && h.h_addr_list as usize % 8 == 0);
+    assert!(inside(h.h_aliases as usize) && (h.h_aliases as usize).is_multiple_of(8));
+    assert!(inside(h.h_addr_list as usize) && (h.h_addr_list as usize).is_multiple_of(8));
     // SAFETY: pointers checked to be inside the buffer; arrays are NULL-terminated.
     unsafe {
         let name = CStr::from_ptr(h.h_name).to_str().unwrap().to_string();
@@ -538,7 +538,7 @@ fn walk_tuples(first: *mut Tuple, range: &std::ops::Range<usize>) -> Vec<(c_int,
         assert!(!tv.name.is_null(), "every tuple has a name");
         assert!(range.contains(&(tv.name as usize)));
         if !tv.next.is_null() {
-            assert!(range.contains(&(tv.next as usize)) && tv.next as usize % 8 == 0);
+            assert!(range.contains(&(tv.next as usize)) && (tv.next as usize).is_multiple_of(8));
         }
         assert_eq!(tv.scopeid, 0);
         // SAFETY: reading the tuple's address bytes.
@@ -590,7 +590,10 @@ fn gethostbyname4_r_both_families_null_and_caller_pat() {
                     if caller_storage {
                         assert_eq!(pat, &mut mine as *mut Tuple, "first tuple stored in **pat");
                     } else {
-                        assert!(buf.range().contains(&(pat as usize)) && pat as usize % 8 == 0);
+                        assert!(
+                            buf.range().contains(&(pat as usize))
+                                && (pat as usize).is_multiple_of(8)
+                        );
                     }
                     let got = walk_tuples(pat, &buf.range());
                     assert_eq!(got.len(), BIG + want_v6);

@@ -284,7 +284,7 @@ impl Table {
         let mut out = vec![0u8; HEADER_LEN];
         let mut places = [(0u32, 0u32); N_SECTIONS];
         for (k, s) in sec.iter().enumerate() {
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
             places[k] = (u32_of(out.len(), "file")?, u32_of(s.len(), "section")?);
@@ -380,7 +380,7 @@ pub enum Find<'a> {
 /// A name found in the snapshot.
 #[derive(Clone, Copy, Debug)]
 pub struct Answer<'a> {
-    snap: Snapshot<'a>,
+    snap: &'a Snapshot<'a>,
     name: &'a [u8],
     kind: Kind,
     members: &'a [u8],
@@ -389,7 +389,7 @@ pub struct Answer<'a> {
 /// An instance record, checked against the sections it points into.
 #[derive(Clone, Copy, Debug)]
 pub struct InstanceRef<'a> {
-    snap: Snapshot<'a>,
+    snap: &'a Snapshot<'a>,
     name: u32,
     v4: Option<[u8; 4]>,
     v6: &'a [u8],
@@ -426,7 +426,7 @@ impl<'a> Snapshot<'a> {
             let off = r32(SECTIONS_AT + k * 8) as usize;
             let len = r32(SECTIONS_AT + k * 8 + 4) as usize;
             let end = off.checked_add(len).ok_or(Corrupt("section overflows"))?;
-            if off < HEADER_LEN || end > bytes.len() || len % RECORD[k] != 0 {
+            if off < HEADER_LEN || end > bytes.len() || !len.is_multiple_of(RECORD[k]) {
                 return Err(Corrupt("section out of bounds"));
             }
             *s = Section { off, len };
@@ -491,7 +491,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Looks a queried name up (any case, one trailing dot allowed).
-    pub fn find(&self, query: &[u8]) -> Result<Find<'a>, Corrupt> {
+    pub fn find(&'a self, query: &[u8]) -> Result<Find<'a>, Corrupt> {
         let mut buf = [0u8; MAX_NAME];
         let Some(len) = normalize_query(query, &mut buf) else {
             return Ok(self.zone_of(query));
@@ -520,7 +520,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Zone of a name too long or too short to normalise: still ours if it ends in `.D`.
-    fn zone_of(&self, query: &[u8]) -> Find<'a> {
+    fn zone_of(&'a self, query: &[u8]) -> Find<'a> {
         let q = query.strip_suffix(b".").unwrap_or(query);
         let d = self.domain;
         if q.len() > d.len() + 1
@@ -534,7 +534,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The name at `idx` (enumeration order).
-    pub fn answer(&self, idx: usize) -> Result<Answer<'a>, Corrupt> {
+    pub fn answer(&'a self, idx: usize) -> Result<Answer<'a>, Corrupt> {
         let r = self.record(S_NAMES, idx)?;
         let off = le32(r, 0).unwrap_or(0) as usize;
         let len = u16::from_le_bytes([r[4], r[5]]) as usize;
@@ -551,7 +551,7 @@ impl<'a> Snapshot<'a> {
             .and_then(|(s, e)| self.section(S_MEMBERS).get(s..e))
             .ok_or(Corrupt("members out of bounds"))?;
         Ok(Answer {
-            snap: *self,
+            snap: self,
             name,
             kind,
             members,
@@ -569,7 +569,7 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The instance record at `idx`.
-    pub fn instance(&self, idx: usize) -> Result<InstanceRef<'a>, Corrupt> {
+    pub fn instance(&'a self, idx: usize) -> Result<InstanceRef<'a>, Corrupt> {
         let r = self.record(S_INSTANCES, idx)?;
         let f = |at| le32(r, at).unwrap_or(0) as usize;
         let v4 = (f(4) & 1 == 1).then(|| [r[8], r[9], r[10], r[11]]);
@@ -582,7 +582,7 @@ impl<'a> Snapshot<'a> {
         let v6 = span(S_V6, f(12), f(16)).ok_or(Corrupt("ipv6 out of bounds"))?;
         let aliases = span(S_ALIASES, f(20), f(24)).ok_or(Corrupt("aliases out of bounds"))?;
         Ok(InstanceRef {
-            snap: *self,
+            snap: self,
             name: f(0) as u32,
             v4,
             v6,
@@ -591,16 +591,16 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The live instance that has this IPv4 address (the first launched, if several).
-    pub fn reverse_v4(&self, addr: [u8; 4]) -> Result<Option<InstanceRef<'a>>, Corrupt> {
+    pub fn reverse_v4(&'a self, addr: [u8; 4]) -> Result<Option<InstanceRef<'a>>, Corrupt> {
         self.reverse(S_REV4, &addr)
     }
 
     /// The live instance that has this IPv6 address (the first launched, if several).
-    pub fn reverse_v6(&self, addr: [u8; 16]) -> Result<Option<InstanceRef<'a>>, Corrupt> {
+    pub fn reverse_v6(&'a self, addr: [u8; 16]) -> Result<Option<InstanceRef<'a>>, Corrupt> {
         self.reverse(S_REV6, &addr)
     }
 
-    fn reverse(&self, k: usize, addr: &[u8]) -> Result<Option<InstanceRef<'a>>, Corrupt> {
+    fn reverse(&'a self, k: usize, addr: &[u8]) -> Result<Option<InstanceRef<'a>>, Corrupt> {
         let sec = self.section(k);
         let size = RECORD[k];
         let alen = addr.len();
