@@ -44,6 +44,7 @@ struct Raw {
     service_tag: Option<String>,
     address: Option<Address>,
     max_age: Option<u32>,
+    api_timeout: Option<u32>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -66,6 +67,8 @@ pub struct Config {
     pub regions: Vec<String>,
     /// Seconds after which readers stop trusting the snapshot; 0: never.
     pub max_age: u32,
+    /// Seconds one API request may take (see `source::timeouts`).
+    pub api_timeout: u32,
     /// The naming rules.
     pub rules: Rules,
 }
@@ -132,6 +135,10 @@ impl Config {
         if !(1..=86_400).contains(&interval) {
             return Err(err(Some("interval"), "must be 1 to 86400 seconds".into()));
         }
+        let api_timeout = raw.api_timeout.unwrap_or(20);
+        if !(1..=600).contains(&api_timeout) {
+            return Err(err(Some("api_timeout"), "must be 1 to 600 seconds".into()));
+        }
         let regions = raw.regions.unwrap_or_default();
         if let Some(r) = regions
             .iter()
@@ -168,6 +175,7 @@ impl Config {
             interval,
             regions,
             max_age: raw.max_age.unwrap_or(0),
+            api_timeout,
             rules: Rules {
                 domain,
                 ready_tag,

@@ -7,6 +7,9 @@
 
 use crate::config::Config;
 use crate::source::Sweep;
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
 use nss_ec2_snapshot::fleet::{build, Stats};
 use nss_ec2_snapshot::{Meta, Snapshot};
 use serde::{Deserialize, Serialize};
@@ -93,7 +96,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(&temp_prefix(path))
+        .prefix(&format!("{}{}.", temp_prefix(path), std::process::id()))
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
@@ -111,8 +114,9 @@ fn temp_prefix(path: &Path) -> String {
     )
 }
 
-/// Removes temp files a killed process left beside `path` (older than a minute, so a publish in
-/// progress elsewhere is left alone).
+/// Removes temp files that a killed process left beside `path`. Temp names carry the writer's
+/// pid (`.hosts.snap.<pid>.<random>.tmp`): a file whose writer is gone is removed; one whose
+/// writer still runs (another `refresh` publishing right now) is left alone.
 pub fn remove_stale_temps(path: &Path) {
     let Some(dir) = path.parent() else { return };
     let dir = if dir.as_os_str().is_empty() {
@@ -129,13 +133,24 @@ pub fn remove_stale_temps(path: &Path) {
         if !(name.starts_with(&prefix) && name.ends_with(".tmp")) {
             continue;
         }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > Duration::from_secs(60));
-        if old && std::fs::remove_file(e.path()).is_ok() {
+        let writer = name[prefix.len()..]
+            .split('.')
+            .next()
+            .and_then(|p| p.parse::<i32>().ok());
+        let gone = match writer {
+            Some(pid) if pid > 0 => {
+                pid != std::process::id() as i32
+                    && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+            }
+            // Not one of ours by name: remove it only once it is clearly abandoned.
+            _ => e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600)),
+        };
+        if gone && std::fs::remove_file(e.path()).is_ok() {
             tracing::info!("removed stale temp file {}", e.path().display());
         }
     }

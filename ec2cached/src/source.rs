@@ -5,12 +5,16 @@ use crate::config::Config;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::Filter;
 use nss_ec2_snapshot::fleet::Ec2Instance;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A fleet read in one sweep.
@@ -20,15 +24,57 @@ pub struct Sweep {
     pub instances: Vec<Ec2Instance>,
     /// API requests made (pages).
     pub requests: u32,
+    /// Response bytes received.
+    pub bytes: u64,
 }
 
-/// Timeouts and retries for one DescribeInstances call (see README, "Timeouts and retries").
-pub fn timeouts() -> TimeoutConfig {
+/// Checks every successful DescribeInstances response is a whole XML document before it is
+/// trusted, and counts response bytes. The SDK's XML reader is lenient: a truncated or garbled
+/// body can deserialize as a page with no instances, which would publish an empty fleet.
+#[derive(Debug, Default)]
+struct ResponseCheck {
+    bytes: Arc<AtomicU64>,
+}
+
+impl Intercept for ResponseCheck {
+    fn name(&self) -> &'static str {
+        "ec2cached::ResponseCheck"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let resp = ctx.response();
+        let Some(body) = resp.body().bytes() else {
+            return Ok(());
+        };
+        self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        if resp.status().is_success()
+            && !body
+                .trim_ascii_end()
+                .ends_with(b"</DescribeInstancesResponse>")
+        {
+            return Err(
+                "malformed response: not a complete DescribeInstancesResponse document".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Timeouts for one DescribeInstances page, from `api_timeout` (default 20 s; see README,
+/// "Timeouts and retries"): connect within 3 s (or `api_timeout` if shorter), each attempt within
+/// `api_timeout`, the page with its retries within 3 × `api_timeout`.
+pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
+    let t = Duration::from_secs(u64::from(api_timeout));
     TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .read_timeout(Duration::from_secs(20))
-        .operation_attempt_timeout(Duration::from_secs(30))
-        .operation_timeout(Duration::from_secs(60))
+        .connect_timeout(t.min(Duration::from_secs(3)))
+        .read_timeout(t)
+        .operation_attempt_timeout(t)
+        .operation_timeout(t * 3)
         .build()
 }
 
@@ -36,7 +82,7 @@ pub fn timeouts() -> TimeoutConfig {
 /// Any failed page fails the whole sweep: a partial fleet is never published.
 pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
     let base = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts())
+        .timeout_config(timeouts(cfg.api_timeout))
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .load()
         .await;
@@ -54,9 +100,13 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
         cfg.regions.clone()
     };
     let mut sweep = Sweep::default();
+    let bytes = Arc::new(AtomicU64::new(0));
     for region in regions {
         let conf = aws_sdk_ec2::config::Builder::from(&base)
             .region(aws_sdk_ec2::config::Region::new(region.clone()))
+            .interceptor(ResponseCheck {
+                bytes: Arc::clone(&bytes),
+            })
             .build();
         let client = aws_sdk_ec2::Client::from_conf(conf);
         let mut req = client
@@ -80,11 +130,10 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
         while let Some(page) = pages.next().await {
             sweep.requests += 1;
             let page = page.map_err(|e| {
-                let msg = format!("{}", DisplayErrorContext(&e));
                 format!(
                     "DescribeInstances in {region}, page {}: {}",
                     sweep.requests,
-                    one_line(&msg)
+                    describe_error(&e)
                 )
             })?;
             for r in page.reservations() {
@@ -93,13 +142,51 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
                 }
             }
         }
-        tracing::debug!(region, requests = sweep.requests, "swept region");
+        sweep.bytes = bytes.load(Ordering::Relaxed);
+        tracing::debug!(
+            region,
+            requests = sweep.requests,
+            bytes = sweep.bytes,
+            instances = sweep.instances.len(),
+            "swept region"
+        );
     }
     Ok(sweep)
 }
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One line for an SDK error: the service's code and message when it sent one, else the
+/// error chain (timeouts, connection failures, refused responses), cut to a readable length.
+fn describe_error<E, R>(e: &aws_sdk_ec2::error::SdkError<E, R>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_ec2::error::SdkError;
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            let code = err.code().unwrap_or("unknown error");
+            let msg = err.message().unwrap_or_default();
+            format!("{code}: {msg}")
+        }
+        SdkError::TimeoutError(_) => "timeout: no answer within api_timeout".into(),
+        other => {
+            let mut s = one_line(&format!("{}", DisplayErrorContext(other)));
+            if s.len() > 400 {
+                let cut = (0..=400)
+                    .rev()
+                    .find(|&i| s.is_char_boundary(i))
+                    .unwrap_or(0);
+                s.truncate(cut);
+                s.push_str("...");
+            }
+            s
+        }
+    }
 }
 
 fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Ec2Instance {
@@ -228,7 +315,7 @@ struct JsonIpv6 {
 /// ISO 8601 / RFC 3339 launch time in milliseconds. The AWS CLI prints `+00:00` offsets, which
 /// the SDK's parser does not take, so an offset is applied here.
 fn launch_ms(s: &str) -> Result<i64, String> {
-    let bad = |e: String| format!("LaunchTime {s:?}: {e}");
+    let bad = |_: String| format!("LaunchTime {s:?} is not an ISO 8601 date-time");
     let (base, offset_secs) = match s
         .len()
         .checked_sub(6)
@@ -251,7 +338,14 @@ fn launch_ms(s: &str) -> Result<i64, String> {
 /// Parses `aws ec2 describe-instances` output. Addresses that do not parse are an error: the
 /// file is meant to be what the API said, and a silently dropped address would be a wrong answer.
 pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
-    let doc: Doc = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if !value
+        .get("Reservations")
+        .is_some_and(serde_json::Value::is_array)
+    {
+        return Err("not describe-instances output: no \"Reservations\" array".into());
+    }
+    let doc: Doc = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for r in doc.reservations {
         for i in r.instances {
@@ -316,6 +410,7 @@ pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
     Ok(Sweep {
         instances,
         requests: 0,
+        bytes: text.len() as u64,
     })
 }
 
@@ -359,6 +454,7 @@ mod tests {
         assert_eq!(i.ipv6, vec!["2001:db8::1".parse::<Ipv6Addr>().unwrap()]);
         assert!(parse_json("{\"Reservations\":[{\"Instances\":[{\"InstanceId\":\"i-1\",\"PrivateIpAddress\":\"300.1.1.1\"}]}]}").is_err());
         assert!(parse_json("[]").is_err());
-        assert!(parse_json("{}").unwrap().is_empty());
+        assert!(parse_json("{}").is_err());
+        assert!(parse_json("{\"Reservations\":[]}").unwrap().is_empty());
     }
 }

@@ -63,7 +63,7 @@ pub fn report(cfg: &Config) -> (String, bool) {
     }
     let st = Status::load(&cfg.snapshot);
     if let Some(t) = st.last_attempt {
-        let ok = st.last_success == Some(t);
+        let ok = st.consecutive_failures == 0;
         healthy &= ok;
         let _ = writeln!(
             out,

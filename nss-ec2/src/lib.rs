@@ -127,7 +127,9 @@ unsafe fn name_bytes<'a>(name: *const c_char) -> Option<&'a [u8]> {
 /// # Safety
 /// Pointers as glibc passes them: `result` writable, `buffer` writable for `buflen` bytes,
 /// `canonp`/`ttlp` NULL or writable.
+#[allow(clippy::too_many_arguments)]
 unsafe fn by_name(
+    snap: &Snapshot<'_>,
     name: *const c_char,
     af: c_int,
     result: *mut libc::hostent,
@@ -135,18 +137,18 @@ unsafe fn by_name(
     buflen: usize,
     ttlp: *mut i32,
     canonp: *mut *mut c_char,
-) -> Outcome {
+) -> Result<Outcome, Outcome> {
     // SAFETY: glibc passes a NUL-terminated name.
     let Some(name) = (unsafe { name_bytes(name) }) else {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     };
     let Some((fam, len)) = family(af) else {
-        return Outcome::Unavail(libc::EAFNOSUPPORT);
+        return Err(Outcome::Unavail(libc::EAFNOSUPPORT));
     };
     if result.is_null() {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     }
-    with_snapshot(|snap| {
+    {
         let answer = match snap.find(name)? {
             Find::OutOfZone => return Ok(Outcome::Unavail(libc::ENOENT)),
             Find::NotFound => return Ok(Outcome::NoName),
@@ -182,7 +184,7 @@ unsafe fn by_name(
             }
         }
         Ok(Outcome::Success)
-    })
+    }
 }
 
 fn ttl(snap: &Snapshot<'_>) -> i32 {
@@ -215,20 +217,21 @@ fn each_addr<'a>(
 /// As glibc passes them: `pat` valid, `*pat` NULL or a writable tuple, `buffer` writable for
 /// `buflen` bytes, `ttlp` NULL or writable.
 unsafe fn by_name4(
+    snap: &Snapshot<'_>,
     name: *const c_char,
     pat: *mut *mut GaihAddrTuple,
     buffer: *mut c_char,
     buflen: usize,
     ttlp: *mut i32,
-) -> Outcome {
+) -> Result<Outcome, Outcome> {
     // SAFETY: glibc passes a NUL-terminated name.
     let Some(name) = (unsafe { name_bytes(name) }) else {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     };
     if pat.is_null() {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     }
-    with_snapshot(|snap| {
+    {
         let answer = match snap.find(name)? {
             Find::OutOfZone => return Ok(Outcome::Unavail(libc::ENOENT)),
             Find::NotFound => return Ok(Outcome::NoName),
@@ -283,7 +286,7 @@ unsafe fn by_name4(
             }
         }
         Ok(Outcome::Success)
-    })
+    }
 }
 
 /// A reverse lookup: the instance with this address, `I.D` as name, numbered names as aliases.
@@ -294,6 +297,7 @@ unsafe fn by_name4(
 /// for `buflen` bytes, `ttlp` NULL or writable.
 #[allow(clippy::too_many_arguments)]
 unsafe fn by_addr(
+    snap: &Snapshot<'_>,
     addr: *const c_void,
     len: libc::socklen_t,
     af: c_int,
@@ -301,21 +305,21 @@ unsafe fn by_addr(
     buffer: *mut c_char,
     buflen: usize,
     ttlp: *mut i32,
-) -> Outcome {
+) -> Result<Outcome, Outcome> {
     if addr.is_null() || result.is_null() {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     }
     let want = match af {
         libc::AF_INET => 4,
         libc::AF_INET6 => 16,
-        _ => return Outcome::Unavail(libc::EAFNOSUPPORT),
+        _ => return Err(Outcome::Unavail(libc::EAFNOSUPPORT)),
     };
     if len as usize != want {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     }
     // SAFETY: addr is readable for len == want bytes.
     let bytes = unsafe { std::slice::from_raw_parts(addr.cast::<u8>(), want) };
-    with_snapshot(|snap| {
+    {
         let inst = if want == 4 {
             snap.reverse_v4([bytes[0], bytes[1], bytes[2], bytes[3]])?
         } else if bytes[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] {
@@ -360,7 +364,7 @@ unsafe fn by_addr(
             }
         }
         Ok(Outcome::Success)
-    })
+    }
 }
 
 /// Enumeration cursor: name index × 2 + family (0: IPv4, 1: IPv6). glibc serialises
@@ -369,12 +373,18 @@ static CURSOR: AtomicUsize = AtomicUsize::new(0);
 
 /// # Safety
 /// As glibc passes them.
-unsafe fn next_entry(result: *mut libc::hostent, buffer: *mut c_char, buflen: usize) -> Outcome {
+unsafe fn next_entry(
+    snap: &Snapshot<'_>,
+    cursor: &AtomicUsize,
+    result: *mut libc::hostent,
+    buffer: *mut c_char,
+    buflen: usize,
+) -> Result<Outcome, Outcome> {
     if result.is_null() {
-        return Outcome::Unavail(libc::EINVAL);
+        return Err(Outcome::Unavail(libc::EINVAL));
     }
-    with_snapshot(|snap| {
-        let mut pos = CURSOR.load(Ordering::Acquire);
+    {
+        let mut pos = cursor.load(Ordering::Acquire);
         let end = snap.len().saturating_mul(2);
         while pos < end {
             let answer = snap.answer(pos / 2)?;
@@ -402,14 +412,14 @@ unsafe fn next_entry(result: *mut libc::hostent, buffer: *mut c_char, buflen: us
                     )?;
                 }
                 // Only a delivered entry moves the cursor: an ERANGE retry gets the same one.
-                CURSOR.store(pos + 1, Ordering::Release);
+                cursor.store(pos + 1, Ordering::Release);
                 return Ok(Outcome::Success);
             }
             pos += 1;
         }
-        CURSOR.store(end, Ordering::Release);
+        cursor.store(end, Ordering::Release);
         Ok(Outcome::NoName)
-    })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,9 +439,9 @@ pub unsafe extern "C" fn _nss_ec2_gethostbyname4_r(
     h_errnop: *mut c_int,
     ttlp: *mut i32,
 ) -> c_int {
-    // SAFETY: arguments forwarded as glibc passed them.
-    guard(errnop, h_errnop, || unsafe {
-        by_name4(name, pat, buffer, buflen, ttlp)
+    guard(errnop, h_errnop, || {
+        // SAFETY: arguments forwarded as glibc passed them.
+        with_snapshot(|snap| unsafe { by_name4(snap, name, pat, buffer, buflen, ttlp) })
     })
 }
 
@@ -453,7 +463,9 @@ pub unsafe extern "C" fn _nss_ec2_gethostbyname3_r(
 ) -> c_int {
     guard(errnop, h_errnop, || {
         // SAFETY: arguments forwarded as glibc passed them.
-        unsafe { by_name(name, af, result, buffer, buflen, ttlp, canonp) }
+        with_snapshot(|snap| unsafe {
+            by_name(snap, name, af, result, buffer, buflen, ttlp, canonp)
+        })
     })
 }
 
@@ -471,20 +483,20 @@ pub unsafe extern "C" fn _nss_ec2_gethostbyname2_r(
     errnop: *mut c_int,
     h_errnop: *mut c_int,
 ) -> c_int {
-    guard(errnop, h_errnop, || {
-        // SAFETY: arguments forwarded as glibc passed them.
-        unsafe {
-            by_name(
-                name,
-                af,
-                result,
-                buffer,
-                buflen,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        }
-    })
+    // SAFETY: arguments forwarded as glibc passed them; 2_r is 3_r without TTL and canonical name.
+    unsafe {
+        _nss_ec2_gethostbyname3_r(
+            name,
+            af,
+            result,
+            buffer,
+            buflen,
+            errnop,
+            h_errnop,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// `gethostbyname_r`: IPv4 only, like glibc's own modules.
@@ -532,7 +544,7 @@ pub unsafe extern "C" fn _nss_ec2_gethostbyaddr2_r(
 ) -> c_int {
     guard(errnop, h_errnop, || {
         // SAFETY: arguments forwarded as glibc passed them.
-        unsafe { by_addr(addr, len, af, result, buffer, buflen, ttlp) }
+        with_snapshot(|snap| unsafe { by_addr(snap, addr, len, af, result, buffer, buflen, ttlp) })
     })
 }
 
@@ -593,8 +605,157 @@ pub unsafe extern "C" fn _nss_ec2_gethostent_r(
     errnop: *mut c_int,
     h_errnop: *mut c_int,
 ) -> c_int {
-    // SAFETY: arguments forwarded as glibc passed them.
-    guard(errnop, h_errnop, || unsafe {
-        next_entry(result, buffer, buflen)
+    guard(errnop, h_errnop, || {
+        // SAFETY: arguments forwarded as glibc passed them.
+        with_snapshot(|snap| unsafe { next_entry(snap, &CURSOR, result, buffer, buflen) })
     })
+}
+
+/// Drives the module's whole lookup path over arbitrary snapshot bytes, without files or
+/// `dlopen`: for the fuzz target and the corruption tests. Not part of the NSS interface.
+#[doc(hidden)]
+pub mod testing {
+    use super::*;
+
+    /// A zeroed `hostent`.
+    fn hostent() -> libc::hostent {
+        libc::hostent {
+            h_name: std::ptr::null_mut(),
+            h_aliases: std::ptr::null_mut(),
+            h_addrtype: 0,
+            h_length: 0,
+            h_addr_list: std::ptr::null_mut(),
+        }
+    }
+
+    /// Calls `f(buffer, len)` with buffers that grow like glibc's (from 0, doubling, at an odd
+    /// offset) until it answers something else than ERANGE.
+    fn grow(mut f: impl FnMut(*mut c_char, usize) -> Outcome) -> Outcome {
+        let mut len = 0usize;
+        loop {
+            let mut store = vec![0u64; len / 8 + 2];
+            // SAFETY: one byte into a buffer of len + 16 bytes leaves len writable bytes.
+            let buf = unsafe { store.as_mut_ptr().cast::<c_char>().add(1) };
+            let o = f(buf, len);
+            if o != Outcome::Erange || len >= 1 << 22 {
+                return o;
+            }
+            len = if len == 0 { 13 } else { len * 2 };
+        }
+    }
+
+    /// Looks up the snapshot's own names (the first 64), `extra` names, their addresses in
+    /// reverse, and enumerates (at most 10 000 entries); every family and entry point.
+    /// Returns how many lookups succeeded. A corrupt snapshot must only ever make this smaller.
+    pub fn exercise(bytes: &[u8], extra: &[&[u8]]) -> usize {
+        let Ok(snap) = Snapshot::parse(bytes) else {
+            return 0;
+        };
+        let mut names: Vec<Vec<u8>> = extra.iter().map(|n| n.to_vec()).collect();
+        for i in 0..snap.len().min(64) {
+            if let Ok(a) = snap.answer(i) {
+                names.push(a.name().to_vec());
+            }
+        }
+        let mut ok = 0;
+        let mut addrs: Vec<(c_int, Vec<u8>)> = Vec::new();
+        for n in &names {
+            let mut c = n.clone();
+            c.retain(|&b| b != 0);
+            c.push(0);
+            let name = c.as_ptr().cast::<c_char>();
+            for af in [libc::AF_INET, libc::AF_INET6] {
+                let mut h = hostent();
+                let (mut ttl, mut canon) = (0i32, std::ptr::null_mut());
+                let o = grow(|b, l| {
+                    // SAFETY: valid name, hostent, buffer of l bytes, out-pointers.
+                    let r = unsafe { by_name(&snap, name, af, &mut h, b, l, &mut ttl, &mut canon) };
+                    let o = r.unwrap_or_else(|e| e);
+                    if o == Outcome::Success {
+                        // SAFETY: on success h points into b, which is alive here.
+                        unsafe { collect(&h, af, &mut addrs) };
+                    }
+                    o
+                });
+                ok += usize::from(o == Outcome::Success);
+            }
+            for caller_storage in [false, true] {
+                let mut first = layout::EMPTY_TUPLE;
+                let o = grow(|b, l| {
+                    let mut pat: *mut GaihAddrTuple = if caller_storage {
+                        &mut first
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    // SAFETY: valid name, pat, buffer of l bytes; NULL ttlp is allowed.
+                    let r = unsafe { by_name4(&snap, name, &mut pat, b, l, std::ptr::null_mut()) };
+                    let o = r.unwrap_or_else(|e| e);
+                    if o == Outcome::Success {
+                        let mut t = pat;
+                        let mut n = 0;
+                        while !t.is_null() && n < 1 << 20 {
+                            // SAFETY: the chain lives in b (or `first`), alive here.
+                            t = unsafe { (*t).next };
+                            n += 1;
+                        }
+                    }
+                    o
+                });
+                ok += usize::from(o == Outcome::Success);
+            }
+        }
+        addrs.truncate(256);
+        addrs.push((libc::AF_INET, vec![10, 0, 0, 1]));
+        addrs.push((libc::AF_INET6, vec![0; 16]));
+        for (af, a) in &addrs {
+            let mut h = hostent();
+            let o = grow(|b, l| {
+                // SAFETY: a is readable for its length; valid hostent and buffer.
+                let r = unsafe {
+                    by_addr(
+                        &snap,
+                        a.as_ptr().cast(),
+                        a.len() as u32,
+                        *af,
+                        &mut h,
+                        b,
+                        l,
+                        std::ptr::null_mut(),
+                    )
+                };
+                r.unwrap_or_else(|e| e)
+            });
+            ok += usize::from(o == Outcome::Success);
+        }
+        let cursor = AtomicUsize::new(0);
+        for _ in 0..10_000 {
+            let mut h = hostent();
+            let o = grow(|b, l| {
+                // SAFETY: valid hostent and buffer.
+                unsafe { next_entry(&snap, &cursor, &mut h, b, l) }.unwrap_or_else(|e| e)
+            });
+            if o != Outcome::Success {
+                break;
+            }
+            ok += 1;
+        }
+        ok
+    }
+
+    /// Copies the addresses of a successful hostent.
+    ///
+    /// # Safety
+    /// `h` must be a hostent filled by this module, its buffer still alive.
+    unsafe fn collect(h: &libc::hostent, af: c_int, out: &mut Vec<(c_int, Vec<u8>)>) {
+        let len = if af == libc::AF_INET { 4 } else { 16 };
+        let mut i = 0;
+        // SAFETY: h_addr_list is NULL-terminated, each entry `len` bytes (per the caller).
+        unsafe {
+            while !(*h.h_addr_list.add(i)).is_null() && out.len() < 1024 {
+                let p = (*h.h_addr_list.add(i)).cast::<u8>();
+                out.push((af, std::slice::from_raw_parts(p, len).to_vec()));
+                i += 1;
+            }
+        }
+    }
 }
