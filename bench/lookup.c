@@ -1,11 +1,14 @@
 /* Times getaddrinfo through the real glibc NSS dispatch.
  *
- *   lookup SERVICES NAME ITERATIONS [FAMILY]
+ *   lookup SERVICES NAME ITERATIONS [unspec|inet] [warm]
  *
  * SERVICES is handed to __nss_configure_lookup("hosts", SERVICES) ("ec2", "files", "dns", ...),
- * FAMILY is "unspec" (default) or "inet". Prints one line:
+ * the family is AF_UNSPEC (default) or AF_INET. Prints one line:
  *   first_ns=<first call> p50_ns=<median> p99_ns=<99th percentile> rc=<getaddrinfo result>
- * The first call includes loading the module and opening the snapshot (a new process's cost).
+ * Without "warm" the first call includes glibc's NSS start-up and loading the module. With
+ * "warm", the module is dlopen()ed and glibc's resolver is warmed (a "files" lookup of localhost)
+ * before the first call, which then measures only the module's own first use in a new process
+ * (for libnss_ec2: opening, checking and mapping the snapshot, and faulting in its pages).
  */
 #define _GNU_SOURCE
 #include <netdb.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <dlfcn.h>
 
 extern int __nss_configure_lookup(const char *db, const char *service_line);
 
@@ -32,6 +36,16 @@ int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: %s SERVICES NAME ITERATIONS [unspec|inet]\n", argv[0]);
         return 2;
+    }
+    if (argc > 5 && strcmp(argv[5], "warm") == 0) {
+        char lib[256];
+        char svc[64];
+        sscanf(argv[1], "%63s", svc);
+        snprintf(lib, sizeof lib, "libnss_%s.so.2", svc);
+        if (!dlopen(lib, RTLD_NOW)) { fprintf(stderr, "cannot load %s\n", lib); return 2; }
+        struct addrinfo *r = NULL;
+        __nss_configure_lookup("hosts", "files");
+        if (getaddrinfo("localhost", NULL, NULL, &r) == 0) freeaddrinfo(r);
     }
     if (__nss_configure_lookup("hosts", argv[1]) != 0) {
         fprintf(stderr, "bad service line\n");

@@ -114,10 +114,16 @@ fn temp_prefix(path: &Path) -> String {
     )
 }
 
-/// Removes temp files that a killed process left beside `path`. Temp names carry the writer's
+/// Removes temp files that a killed process left beside the snapshot and its status file.
+/// Temp names carry the writer's
 /// pid (`.hosts.snap.<pid>.<random>.tmp`): a file whose writer is gone is removed; one whose
 /// writer still runs (another `refresh` publishing right now) is left alone.
-pub fn remove_stale_temps(path: &Path) {
+pub fn remove_stale_temps(snapshot: &Path) {
+    remove_stale(snapshot);
+    remove_stale(&status_path(snapshot));
+}
+
+fn remove_stale(path: &Path) {
     let Some(dir) = path.parent() else { return };
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")

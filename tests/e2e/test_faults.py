@@ -92,7 +92,11 @@ def test_run_backs_off_and_recovers_within_an_interval(fleet, proxied, proxy):
             time.sleep(0.1)
         before = host.snapshot.read_bytes()
         proxy.fault = "throttle"
-        time.sleep(2 * interval)
+        # Until the daemon has failed (and backed off) at least twice in a row.
+        deadline = time.monotonic() + 60
+        while not re.search(r"failing:\s+([2-9]|\d\d+) poll", host.ec2cached("status", check=False).stdout):
+            assert time.monotonic() < deadline, "the daemon did not keep polling"
+            time.sleep(0.2)
         assert host.snapshot.read_bytes() == before
         assert "FAILED" in host.ec2cached("status", check=False).stdout
         # The API heals, with a new instance: the daemon finds it within one interval.

@@ -58,7 +58,7 @@ def test_kill_9_during_publish_never_leaves_a_half_snapshot(host, tmp_path):
         kills += 1
         code, addrs, _ = host.ahosts("1.g0.ec2", "ahostsv4")
         assert code == 0 and addrs[0] in ("10.0.0.0", "10.99.99.99"), (k, code, addrs)
-        assert len(temps(host)) <= 1, "temp files pile up"
+        assert len(temps(host)) <= 2, "temp files pile up (at most the killed run's snapshot and status)"
     host.refresh("--from-file", str(a))
     assert temps(host) == [], "the next run removes what killed runs left"
     assert host.ahosts("1.g0.ec2", "ahostsv4")[:2] == (0, ["10.0.0.0"])
