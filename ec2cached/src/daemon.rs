@@ -48,7 +48,14 @@ pub fn next_poll(interval: u32) -> Duration {
     Duration::from_secs_f64(f64::from(interval) * (0.9 + fastrand::f64() * 0.2))
 }
 
-/// Runs until SIGTERM or SIGINT. `ready` is called once, after the first good snapshot.
+/// True when a snapshot the module would use is already published (from before a restart).
+fn usable(cfg: &Config) -> bool {
+    std::fs::read(&cfg.snapshot).is_ok_and(|b| nss_ec2_snapshot::Snapshot::parse(&b).is_ok())
+}
+
+/// Runs until SIGTERM or SIGINT. `ready` is called once, as soon as a good snapshot is
+/// published: at start when the last good one is still there (a restart during an API outage
+/// must not fail the service), else after the first good poll.
 pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
     let sig = |k| signal(k).map_err(|e| format!("cannot install signal handlers: {e}"));
     let (mut term, mut int, mut hup) = (
@@ -66,7 +73,10 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
         "ec2cached starting"
     );
     let mut failures = 0u32;
-    let mut told_ready = false;
+    let mut told_ready = usable(&cfg);
+    if told_ready {
+        ready();
+    }
     loop {
         let outcome = tokio::select! {
             r = cycle(&cfg) => r,

@@ -96,7 +96,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Run => runtime().and_then(|rt| rt.block_on(daemon::run(cfg, || {}))),
+        Command::Run => runtime().and_then(|rt| {
+            rt.block_on(daemon::run(cfg, || {
+                // Type=notify under systemd; does nothing elsewhere (no NOTIFY_SOCKET).
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }))
+        }),
         Command::Refresh { from_file } => refresh(&cfg, from_file.as_ref()),
         Command::Status => {
             let (text, healthy) = status::report(&cfg);

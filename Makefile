@@ -1,0 +1,69 @@
+# Build and install nss-ec2 without the Debian packages (the packages use the same targets).
+#   make                    build the workspace (release) and the man pages
+#   make install            install to the same places as the packages (DESTDIR, PREFIX honoured)
+#   make nsswitch-add       add "ec2 [NOTFOUND=return]" before dns on the hosts: line
+#   make nsswitch-remove    take it out again
+#   make uninstall          remove what install installed (keeps /etc/ec2cached.toml and the state)
+PREFIX ?= /usr
+SYSCONFDIR ?= /etc
+MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+LIBDIR ?= $(PREFIX)/lib/$(MULTIARCH)
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+# The Debian packages install the unit, the account and the state directory with debhelper.
+INSTALL_SERVICE ?= 1
+NSSWITCH ?= /etc/nsswitch.conf
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= target
+REL := $(CARGO_TARGET_DIR)/release
+MAN := $(CARGO_TARGET_DIR)/man
+
+.PHONY: all build man install uninstall nsswitch-add nsswitch-remove
+all: build
+
+build:
+	$(CARGO) build --release --locked --workspace
+	$(MAKE) man
+
+man:
+	mkdir -p $(MAN)
+	help2man --section=8 --no-info --include=ec2cached/ec2cached.h2m \
+		--output=$(MAN)/ec2cached.8 $(REL)/ec2cached
+	python3 tools/md2man.py docs/libnss_ec2.md libnss_ec2 8 > $(MAN)/libnss_ec2.8
+	echo '.so man8/libnss_ec2.8' > $(MAN)/nss-ec2.8
+
+install:
+	install -D -m 0644 $(REL)/libnss_ec2.so $(DESTDIR)$(LIBDIR)/libnss_ec2.so.2
+	install -D -m 0755 $(REL)/ec2cached $(DESTDIR)$(SBINDIR)/ec2cached
+	install -D -m 0644 $(MAN)/ec2cached.8 $(DESTDIR)$(MANDIR)/man8/ec2cached.8
+	install -D -m 0644 $(MAN)/libnss_ec2.8 $(DESTDIR)$(MANDIR)/man8/libnss_ec2.8
+	install -D -m 0644 $(MAN)/nss-ec2.8 $(DESTDIR)$(MANDIR)/man8/nss-ec2.8
+	test -e $(DESTDIR)$(SYSCONFDIR)/ec2cached.toml || \
+		install -D -m 0644 ec2cached/ec2cached.toml $(DESTDIR)$(SYSCONFDIR)/ec2cached.toml
+	if [ "$(INSTALL_SERVICE)" = 1 ]; then \
+		install -D -m 0644 debian/ec2cached.service $(DESTDIR)$(UNITDIR)/ec2cached.service; \
+		install -D -m 0644 debian/ec2cached.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf; \
+		if [ -z "$(DESTDIR)" ]; then \
+			systemd-sysusers ec2cached.conf 2>/dev/null || \
+			getent passwd ec2cached >/dev/null || \
+			useradd --system --user-group --home-dir /var/lib/ec2cached --shell /usr/sbin/nologin ec2cached; \
+			install -d -o ec2cached -g ec2cached -m 0755 /var/lib/ec2cached; \
+			ldconfig; \
+		fi; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libnss_ec2.so.2 $(DESTDIR)$(SBINDIR)/ec2cached \
+		$(DESTDIR)$(MANDIR)/man8/ec2cached.8 $(DESTDIR)$(MANDIR)/man8/libnss_ec2.8 \
+		$(DESTDIR)$(MANDIR)/man8/nss-ec2.8 $(DESTDIR)$(UNITDIR)/ec2cached.service \
+		$(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf
+
+# The same edits as the Debian package's maintainer scripts (dh_installnss).
+nsswitch-add:
+	grep -qE '^hosts:[^#]*\sec2(\s|#|$$)' $(NSSWITCH) || \
+		sed -E -i -e '/^hosts:\s[^#]*$$/ s/(\s)(dns(\s+\[[^]]+\])?|resolve(\s+\[[^]]+\])?)(\s|$$)/\1ec2 [NOTFOUND=return] \2 /' \
+		-e 's/ $$//' $(NSSWITCH)
+
+nsswitch-remove:
+	sed -E -i -e '/^hosts:/ s/\s+ec2(\s+\[[^]]+\])?(\s|$$)/\2/' $(NSSWITCH)

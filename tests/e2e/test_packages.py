@@ -1,0 +1,230 @@
+"""The Debian packages, built with dpkg-buildpackage and installed with dpkg into a throwaway
+Debian 12 root (tests/mkchroot): nsswitch.conf in and out, real programs resolving through the
+system configuration, reinstall, upgrade, purge, lintian, and the unit's hardening."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import http.server
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+DNS_ADDR = "127.0.0.78"
+
+
+def run(*args, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    r = subprocess.run(args, **kw)
+    if r.returncode != 0:
+        raise AssertionError(f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+@pytest.fixture(scope="session")
+def debs(tmp_path_factory):
+    """Builds the two packages from this tree (version 0.1.0) and repacks them as 0.1.1.
+
+    The tree is copied to a fixed path beside the build cache: dpkg-buildflags puts the source
+    path into CFLAGS (-ffile-prefix-map), and a new path would rebuild every C-using crate."""
+    work = TARGET / "deb-work"
+    shutil.rmtree(work, ignore_errors=True)
+    src = work / "src"
+    src.mkdir(parents=True)
+    tar = subprocess.Popen(["tar", "-C", str(ROOT), "--exclude=./target", "--exclude=./fuzz/target",
+                            "--exclude=./.git", "-cf", "-", "."], stdout=subprocess.PIPE)
+    run("tar", "-C", str(src), "-xf", "-", stdin=tar.stdout)
+    tar.wait()
+    env = {**os.environ}
+    env.setdefault("NSS_EC2_DEB_TARGET", str(TARGET / "deb"))
+    run("dpkg-buildpackage", "-b", "-us", "-uc", cwd=src, env=env, timeout=3600)
+    v1 = {p.name.split("_")[0]: p for p in work.glob("*_0.1.0_*.deb") if "dbgsym" not in p.name}
+    assert set(v1) == {"libnss-ec2", "ec2cached"}, list(work.iterdir())
+    v2 = {}
+    for name, deb in v1.items():
+        tree = work / f"{name}-v2"
+        run("dpkg-deb", "-R", str(deb), str(tree))
+        ctl = tree / "DEBIAN" / "control"
+        ctl.write_text(re.sub(r"^Version: .*$", "Version: 0.1.1", ctl.read_text(), flags=re.M))
+        out = work / f"{name}_0.1.1_amd64.deb"
+        run("dpkg-deb", "--root-owner-group", "-b", str(tree), str(out))
+        v2[name] = out
+    return v1, v2
+
+
+class Root:
+    """A throwaway Debian 12 root; commands run chrooted in a private mount namespace."""
+
+    def __init__(self, path):
+        self.path = path
+        run(str(ROOT / "tests" / "mkchroot"), str(path), timeout=1800)
+        (path / "etc" / "resolv.conf").unlink(missing_ok=True)
+        (path / "etc" / "resolv.conf").write_text(f"nameserver {DNS_ADDR}\noptions timeout:1 attempts:1\n")
+
+    def sh(self, script, check=True):
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f"mount -t proc proc {self.path}/proc && mount --bind /dev {self.path}/dev && "
+                            f'exec chroot {self.path} /bin/sh -c "$1"', "sh", script],
+                           capture_output=True, text=True, timeout=600,
+                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+        if check and r.returncode != 0:
+            raise AssertionError(f"{script}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def nsswitch(self):
+        return (self.path / "etc" / "nsswitch.conf").read_text()
+
+    def hosts_line(self):
+        return next(l for l in self.nsswitch().splitlines() if l.startswith("hosts:"))
+
+    def dpkg_i(self, *debs):
+        for d in debs:
+            shutil.copy(d, self.path / "tmp" / d.name)
+        return self.sh("dpkg -i " + " ".join(f"/tmp/{d.name}" for d in debs))
+
+
+@pytest.fixture
+def root(tmp_path):
+    return Root(tmp_path / "root")
+
+
+@pytest.fixture
+def dns(tmp_path):
+    """dnsmasq on 127.0.0.78 with one name, so the chroot's `dns` source has something to find."""
+    hosts = tmp_path / "dns-hosts"
+    hosts.write_text("192.0.2.53 www.example.test\n")
+    p = subprocess.Popen(["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                          f"--addn-hosts={hosts}", f"--listen-address={DNS_ADDR}", "--bind-interfaces", "--port=53",
+                          "--user=root"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield
+    p.terminate()
+    p.wait()
+
+
+@pytest.fixture
+def web():
+    """An HTTP server on 127.0.0.1 that curl reaches through a .ec2 name."""
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"hello from web.tphon.ec2\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    yield s.server_address[1]
+    s.shutdown()
+
+
+FLEET = """{"Reservations":[{"Instances":[
+ {"InstanceId":"i-0web","State":{"Name":"running"},"LaunchTime":"2024-01-01T00:00:00+00:00",
+  "SecurityGroups":[{"GroupName":"tphon"}],"Tags":[{"Key":"services","Value":"web"}],
+  "PrivateIpAddress":"127.0.0.1"}]}]}"""
+
+
+def test_install_resolve_reinstall_upgrade_purge(debs, root, dns, web):
+    v1, v2 = debs
+    original = root.nsswitch()
+    assert root.hosts_line().split() == ["hosts:", "files", "dns"]
+
+    root.dpkg_i(v1["libnss-ec2"], v1["ec2cached"])
+    line = root.hosts_line()
+    print("hosts: line after install:", line)
+    assert line.split() == ["hosts:", "files", "ec2", "[NOTFOUND=return]", "dns"]
+    st = root.sh("stat -c '%U %a' /var/lib/ec2cached; id -u ec2cached").stdout.split()
+    assert st[:2] == ["ec2cached", "755"]
+
+    # The installed daemon, as its own account, publishes; every program resolves through
+    # the system nsswitch.conf.
+    (root.path / "tmp" / "fleet.json").write_text(FLEET)
+    r = root.sh("setpriv --reuid=ec2cached --regid=ec2cached --init-groups "
+                "/usr/sbin/ec2cached refresh --from-file /tmp/fleet.json")
+    assert "published /var/lib/ec2cached/hosts.snap" in r.stderr
+    assert root.sh("getent hosts web.tphon.ec2").stdout.split()[:2] == ["127.0.0.1", "web.tphon.ec2"]
+    assert root.sh("getent hosts localhost").stdout.split()[0] in ("127.0.0.1", "::1")
+    assert root.sh("getent hosts www.example.test").stdout.split()[0] == "192.0.2.53", "dns still answers"
+    assert root.sh("getent hosts nosuch.tphon.ec2", check=False).returncode == 2
+    assert root.sh("python3 -c \"import socket; print(socket.gethostbyname('1.web.tphon.ec2'))\"").stdout.strip() == "127.0.0.1"
+    assert root.sh(f"curl -sS http://web.tphon.ec2:{web}/").stdout == "hello from web.tphon.ec2\n"
+    assert root.sh("ec2cached status").returncode == 0
+    assert root.sh("man -w ec2cached libnss_ec2 nss-ec2 2>/dev/null || ls /usr/share/man/man8/").returncode == 0
+
+    # Reinstall and upgrade never add it twice.
+    root.dpkg_i(v1["libnss-ec2"], v1["ec2cached"])
+    assert root.hosts_line().split().count("ec2") == 1
+    root.dpkg_i(v2["libnss-ec2"], v2["ec2cached"])
+    assert root.hosts_line().split().count("ec2") == 1
+    assert "/etc/ec2cached.toml" in root.sh("cat /var/lib/dpkg/info/ec2cached.conffiles").stdout
+
+    # Purge restores the file exactly and removes the state.
+    root.sh("dpkg --purge ec2cached libnss-ec2")
+    assert root.nsswitch() == original
+    assert not (root.path / "var/lib/ec2cached").exists()
+    assert root.sh("getent passwd ec2cached", check=False).returncode == 2
+
+    # An admin who took ec2 out keeps it out across upgrades.
+    root.dpkg_i(v1["libnss-ec2"], v1["ec2cached"])
+    root.sh("sed -i 's/ ec2 \\[NOTFOUND=return\\]//' /etc/nsswitch.conf")
+    assert root.nsswitch() == original
+    root.dpkg_i(v2["libnss-ec2"], v2["ec2cached"])
+    assert root.nsswitch() == original, "upgrade re-added what the admin removed"
+    root.sh("dpkg --purge ec2cached libnss-ec2")
+    assert root.nsswitch() == original
+
+
+def test_unit_verifies_and_is_hardened(debs, tmp_path):
+    v1, _ = debs
+    tree = tmp_path / "x"
+    run("dpkg-deb", "-x", str(v1["ec2cached"]), str(tree))
+    unit = next(tree.glob("**/ec2cached.service"))
+    r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    print("exposure:", m.group(1))
+    assert float(m.group(1)) <= 2.0
+    # verify: the binary it names must exist; point it at the unpacked one.
+    local = tmp_path / "ec2cached.service"
+    local.write_text(unit.read_text().replace("/usr/sbin/ec2cached", str(tree / "usr/sbin/ec2cached")))
+    r = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ec2cached.service" not in r.stderr, r.stderr
+
+
+def test_lintian_has_no_errors(debs):
+    v1, _ = debs
+    r = subprocess.run(["lintian", "--fail-on", "error", "--display-info", str(v1["libnss-ec2"]), str(v1["ec2cached"])],
+                       capture_output=True, text=True, timeout=600)
+    print(r.stdout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not re.search(r"^E: ", r.stdout, re.M), r.stdout
+
+
+def test_packages_ship_the_right_files(debs, tmp_path):
+    v1, _ = debs
+    lib = run("dpkg-deb", "-c", str(v1["libnss-ec2"]))
+    assert "./usr/lib/x86_64-linux-gnu/libnss_ec2.so.2" in lib
+    daemon = run("dpkg-deb", "-c", str(v1["ec2cached"]))
+    for f in ("./usr/sbin/ec2cached", "./etc/ec2cached.toml", "ec2cached.service", "ec2cached.8.gz"):
+        assert f in daemon, f
+    tree = tmp_path / "lib"
+    run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
+    so = tree / "usr/lib/x86_64-linux-gnu/libnss_ec2.so.2"
+    assert "Library soname: [libnss_ec2.so.2]" in run("readelf", "-d", str(so))
+
+
+def test_copyright_lists_every_linked_crate():
+    want = run(sys.executable, str(ROOT / "tools" / "gen-copyright.py"), cwd=ROOT)
+    assert (ROOT / "debian" / "copyright").read_text() == want, "run: python3 tools/gen-copyright.py > debian/copyright"
