@@ -18,15 +18,17 @@ ensure_debian_packages() {
     command -v readelf >/dev/null || want+=(binutils)
     command -v cc >/dev/null || want+=(gcc)
     command -v make >/dev/null || want+=(make)
-    command -v dnsmasq >/dev/null || want+=(dnsmasq-base)
-    # The package build and its test (tests/e2e/test_packages.py).
-    command -v dpkg-buildpackage >/dev/null || want+=(dpkg-dev)
-    dpkg -s debhelper >/dev/null 2>&1 || want+=(debhelper)
-    dpkg -s dh-nss >/dev/null 2>&1 || want+=(dh-nss)
-    command -v help2man >/dev/null || want+=(help2man)
-    command -v lintian >/dev/null || want+=(lintian)
-    command -v debootstrap >/dev/null || want+=(debootstrap)
-    command -v systemd-analyze >/dev/null || want+=(systemd)
+    # Only the tests: DNS for the package test, the package build and its checks.
+    if [ "${1:-}" = tests ]; then
+        command -v dnsmasq >/dev/null || want+=(dnsmasq-base)
+        command -v dpkg-buildpackage >/dev/null || want+=(dpkg-dev)
+        dpkg -s debhelper >/dev/null 2>&1 || want+=(debhelper)
+        dpkg -s dh-nss >/dev/null 2>&1 || want+=(dh-nss)
+        command -v help2man >/dev/null || want+=(help2man)
+        command -v lintian >/dev/null || want+=(lintian)
+        command -v debootstrap >/dev/null || want+=(debootstrap)
+        command -v systemd-analyze >/dev/null || want+=(systemd)
+    fi
     if [ ${#want[@]} -gt 0 ]; then
         echo "installing: ${want[*]}"
         $sudo apt-get update -qq

@@ -27,7 +27,10 @@ fn fleet(n: usize) -> Vec<u8> {
         interval_secs: 30,
         max_age_secs: 0,
     };
-    build(&instances, &Rules::default()).table.encode(&meta).unwrap()
+    build(&instances, &Rules::default())
+        .table
+        .encode(&meta)
+        .unwrap()
 }
 
 fn lookups(c: &mut Criterion) {
@@ -39,17 +42,25 @@ fn lookups(c: &mut Criterion) {
         });
         let snap = Snapshot::parse(&bytes).unwrap();
         g.bench_with_input(BenchmarkId::new("hit", n), &snap, |b, snap| {
-            b.iter(|| match snap.find(black_box(b"1.Postgres.g1.ec2.")).unwrap() {
-                Find::Found(a) => {
-                    let mut sum = 0u32;
-                    a.for_each_addr(Family::V4, |x| sum += u32::from(x[3])).unwrap();
-                    sum
-                }
-                _ => panic!("not found"),
-            })
+            b.iter(
+                || match snap.find(black_box(b"1.Postgres.g1.ec2.")).unwrap() {
+                    Find::Found(a) => {
+                        let mut sum = 0u32;
+                        a.for_each_addr(Family::V4, |x| sum += u32::from(x[3]))
+                            .unwrap();
+                        sum
+                    }
+                    _ => panic!("not found"),
+                },
+            )
         });
         g.bench_with_input(BenchmarkId::new("miss", n), &snap, |b, snap| {
-            b.iter(|| matches!(snap.find(black_box(b"nosuch.g1.ec2")).unwrap(), Find::NotFound))
+            b.iter(|| {
+                matches!(
+                    snap.find(black_box(b"nosuch.g1.ec2")).unwrap(),
+                    Find::NotFound
+                )
+            })
         });
         g.bench_with_input(BenchmarkId::new("reverse", n), &snap, |b, snap| {
             b.iter(|| snap.reverse_v4(black_box([10, 0, 0, 1])).unwrap().is_some())

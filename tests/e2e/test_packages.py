@@ -67,6 +67,8 @@ class Root:
         run(str(ROOT / "tests" / "mkchroot"), str(path), timeout=1800)
         (path / "etc" / "resolv.conf").unlink(missing_ok=True)
         (path / "etc" / "resolv.conf").write_text(f"nameserver {DNS_ADDR}\noptions timeout:1 attempts:1\n")
+        # debootstrap leaves no /etc/hosts; an installed system has one.
+        (path / "etc" / "hosts").write_text("127.0.0.1 localhost\n::1 localhost ip6-localhost\n")
 
     def sh(self, script, check=True):
         r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -189,6 +191,7 @@ def test_unit_verifies_and_is_hardened(debs, tmp_path):
     v1, _ = debs
     tree = tmp_path / "x"
     run("dpkg-deb", "-x", str(v1["ec2cached"]), str(tree))
+    run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
     unit = next(tree.glob("**/ec2cached.service"))
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
@@ -198,7 +201,9 @@ def test_unit_verifies_and_is_hardened(debs, tmp_path):
     # verify: the binary it names must exist; point it at the unpacked one.
     local = tmp_path / "ec2cached.service"
     local.write_text(unit.read_text().replace("/usr/sbin/ec2cached", str(tree / "usr/sbin/ec2cached")))
-    r = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True)
+    # verify also looks up the Documentation= man pages: the packaged ones.
+    env = {**os.environ, "MANPATH": str(tree / "usr/share/man")}
+    r = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "ec2cached.service" not in r.stderr, r.stderr
 
