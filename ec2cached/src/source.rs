@@ -238,7 +238,6 @@ fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Ec2Instance {
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Doc {
-    #[serde(default)]
     reservations: Vec<Reservation>,
 }
 
@@ -338,14 +337,11 @@ fn launch_ms(s: &str) -> Result<i64, String> {
 /// Parses `aws ec2 describe-instances` output. Addresses that do not parse are an error: the
 /// file is meant to be what the API said, and a silently dropped address would be a wrong answer.
 pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    if !value
-        .get("Reservations")
-        .is_some_and(serde_json::Value::is_array)
-    {
-        return Err("not describe-instances output: no \"Reservations\" array".into());
+    // An object with a "Reservations" array (serde would also take a struct from a JSON array).
+    if !text.trim_start().starts_with('{') {
+        return Err("not describe-instances output: not a JSON object".into());
     }
-    let doc: Doc = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let doc: Doc = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for r in doc.reservations {
         for i in r.instances {
