@@ -228,6 +228,32 @@ max_age         = 3600
     }
 
     #[test]
+    fn every_key_with_a_wrong_type_names_that_key() {
+        let keys = [
+            "domain",
+            "snapshot",
+            "interval",
+            "regions",
+            "security_groups",
+            "ready_tag",
+            "service_tag",
+            "address",
+            "max_age",
+            "api_timeout",
+        ];
+        for key in keys {
+            for bad in ["true", "{ a = 1 }", "1.5"] {
+                let got = parse(&format!("{key} = {bad}")).unwrap_err();
+                assert!(
+                    got.starts_with(&format!("/etc/x.toml: key `{key}`: ")),
+                    "{key} = {bad}: {got}"
+                );
+                assert!(!got.contains('\n'));
+            }
+        }
+    }
+
+    #[test]
     fn errors_name_file_and_key_on_one_line() {
         let cases = [
             (

@@ -224,6 +224,18 @@ def test_unreadable_config(host):
     assert r.stderr.strip() == "ec2cached: /nonexistent.toml: cannot read: No such file or directory (os error 2)"
 
 
+def test_config_the_account_cannot_read(host, tmp_path):
+    d = tmp_path / "conf"
+    d.mkdir(mode=0o755)
+    cfg = d / "ec2cached.toml"
+    cfg.write_text("interval = 30\n")
+    os.chmod(cfg, 0o600)
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        EC2CACHED, "--config", str(cfg), "status"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"ec2cached: {cfg}: cannot read: Permission denied (os error 13)"
+
+
 def test_explain(fleet, host):
     a = fleet.launch(tags={"services": "redis", "af-status": "ready"})[0]
     b = fleet.launch(tags={"services": "redis"})[0]

@@ -233,3 +233,26 @@ def test_packages_ship_the_right_files(debs, tmp_path):
 def test_copyright_lists_every_linked_crate():
     want = run(sys.executable, str(ROOT / "tools" / "gen-copyright.py"), cwd=ROOT)
     assert (ROOT / "debian" / "copyright").read_text() == want, "run: python3 tools/gen-copyright.py > debian/copyright"
+
+
+def test_make_install_puts_the_same_files_in_the_same_places(debs, tmp_path):
+    """`make install` (non-Debian systems) installs what the packages ship, where they ship it."""
+    v1, _ = debs
+    dest = tmp_path / "dest"
+    env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET)}
+    run("make", "-C", str(ROOT), "man", f"CARGO_TARGET_DIR={TARGET}", env=env)
+    run("make", "-C", str(ROOT), "install", f"DESTDIR={dest}", f"CARGO_TARGET_DIR={TARGET}", env=env)
+    made = {"/" + str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    packaged = set()
+    for deb in v1.values():
+        for line in run("dpkg-deb", "-c", str(deb)).splitlines():
+            path = line.split()[5].lstrip(".")  # perms owner size date time PATH [-> target]
+            if not path.endswith("/") and "/usr/share/doc/" not in path:
+                packaged.add(re.sub(r"\.gz$", "", path))
+    # The unit: /lib/systemd/system in the package, /usr/lib/systemd/system by make (merged /usr).
+    norm = {p.replace("/usr/lib/systemd/", "/lib/systemd/") for p in made}
+    assert packaged <= norm, packaged - norm
+    assert norm - packaged == {"/usr/lib/sysusers.d/ec2cached.conf"}, norm - packaged
+    run("make", "-C", str(ROOT), "uninstall", f"DESTDIR={dest}", env=env)
+    left = {"/" + str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
+    assert left == {"/etc/ec2cached.toml"}, "uninstall keeps only the configuration"
