@@ -742,6 +742,26 @@ pub mod testing {
         ok
     }
 
+    /// The fuzz target's body, shared with the corpus replay test. The first byte picks the mode:
+    /// odd, the rest is used as it is (the header checks must refuse it); even, the header's file
+    /// length and checksum are fixed up first, so that the fuzzer explores what lies behind the
+    /// header (offsets, counts, records, strings).
+    pub fn fuzz_one(data: &[u8]) {
+        let Some((&mode, rest)) = data.split_first() else {
+            return;
+        };
+        let mut bytes = rest.to_vec();
+        if mode % 2 == 0 && bytes.len() >= nss_ec2_snapshot::format::HEADER_LEN {
+            let len = bytes.len() as u64;
+            bytes[16..24].copy_from_slice(&len.to_le_bytes());
+            nss_ec2_snapshot::format::seal_header(&mut bytes);
+        }
+        exercise(
+            &bytes,
+            &[b"tphon.ec2", b"1.redis.tphon.ec2", b"nosuch.ec2", b"x.example"],
+        );
+    }
+
     /// Copies the addresses of a successful hostent.
     ///
     /// # Safety
