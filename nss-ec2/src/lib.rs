@@ -758,7 +758,12 @@ pub mod testing {
         }
         exercise(
             &bytes,
-            &[b"tphon.ec2", b"1.redis.tphon.ec2", b"nosuch.ec2", b"x.example"],
+            &[
+                b"tphon.ec2",
+                b"1.redis.tphon.ec2",
+                b"nosuch.ec2",
+                b"x.example",
+            ],
         );
     }
 
