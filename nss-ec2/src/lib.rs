@@ -63,7 +63,8 @@ static INIT: AtomicBool = AtomicBool::new(false);
 fn guard(errnop: *mut c_int, h_errnop: *mut c_int, f: impl FnOnce() -> Outcome) -> c_int {
     // SAFETY: reading this thread's errno.
     let saved = unsafe { *errno_location() };
-    if !INIT.swap(true, Ordering::AcqRel) {
+    // A plain load first: after the first call this is a read of a shared, never-written line.
+    if !INIT.load(Ordering::Acquire) && !INIT.swap(true, Ordering::AcqRel) {
         // The module's own copy of std: silence its panic message, the host's output is not ours.
         std::panic::set_hook(Box::new(|_| {}));
         source::init_once();
