@@ -162,7 +162,8 @@ def test_install_resolve_reinstall_upgrade_purge(debs, root, dns, web):
     assert root.sh("python3 -c \"import socket; print(socket.gethostbyname('1.web.tphon.ec2'))\"").stdout.strip() == "127.0.0.1"
     assert root.sh(f"curl -sS http://web.tphon.ec2:{web}/").stdout == "hello from web.tphon.ec2\n"
     assert root.sh("ec2cached status").returncode == 0
-    assert root.sh("man -w ec2cached libnss_ec2 nss-ec2 2>/dev/null || ls /usr/share/man/man8/").returncode == 0
+    for page in ("ec2cached.8.gz", "libnss_ec2.8.gz", "nss-ec2.8.gz"):
+        assert (root.path / "usr/share/man/man8" / page).exists(), page
 
     # Reinstall and upgrade never add it twice.
     root.dpkg_i(v1["libnss-ec2"], v1["ec2cached"])
