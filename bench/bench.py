@@ -128,13 +128,9 @@ def start_dnsmasq(hosts):
                           f"--addn-hosts={hosts}", f"--listen-address={DNS_ADDR}", "--bind-interfaces",
                           "--port=53", "--local=/ec2/", "--cache-size=10000", "--user=root"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(100):
-        r = subprocess.run(["getent", "-s", "hosts:dns", "hosts", "localhost"], capture_output=True)
-        time.sleep(0.05)
-        if p.poll() is not None:
-            raise RuntimeError(p.stderr.read().decode())
-        break
-    time.sleep(0.3)
+    time.sleep(0.3)  # dnsmasq binds before it reads its hosts file; it exits at once on error
+    if p.poll() is not None:
+        raise RuntimeError(p.stderr.read().decode())
     return p
 
 

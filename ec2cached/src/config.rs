@@ -1,5 +1,6 @@
 //! `/etc/ec2cached.toml`: reading, checking, and one-line errors that name the file and the key.
 
+use crate::one_line;
 use nss_ec2_snapshot::fleet::{label, AddressChoice, Rules};
 use serde::Deserialize;
 use std::fmt;
@@ -188,10 +189,6 @@ impl Config {
             },
         })
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

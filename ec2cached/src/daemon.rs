@@ -2,7 +2,7 @@
 //! failure, exit cleanly on SIGTERM/SIGINT. The published snapshot keeps serving throughout.
 
 use crate::config::Config;
-use crate::publish::{self, now, Status};
+use crate::publish::{self, now};
 use crate::source;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -10,27 +10,17 @@ use tokio::signal::unix::{signal, SignalKind};
 /// One poll and publish; updates the status file either way.
 pub async fn cycle(cfg: &Config) -> Result<(), String> {
     let started = now();
-    let mut status = Status::load(&cfg.snapshot);
-    let result = match source::poll(cfg).await {
-        Ok(sweep) => publish::publish(cfg, &sweep, started).map(|(stats, problems)| {
-            tracing::info!(
-                instances = stats.instances,
-                live = stats.live,
-                ready = stats.ready,
-                names = stats.names,
-                requests = sweep.requests,
-                "published {}",
-                cfg.snapshot.display()
-            );
-            publish::succeeded(&mut status, started, &sweep, stats, problems);
-        }),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = &result {
-        status.failed(started, e);
-    }
-    status.save(&cfg.snapshot);
-    result
+    let (stats, requests) = publish::publish_and_record(cfg, started, source::poll(cfg).await)?;
+    tracing::info!(
+        instances = stats.instances,
+        live = stats.live,
+        ready = stats.ready,
+        names = stats.names,
+        requests,
+        "published {}",
+        cfg.snapshot.display()
+    );
+    Ok(())
 }
 
 /// Delay before the next poll after `failures` failures in a row: doubling from 1 s up to the

@@ -5,11 +5,7 @@ use nss_ec2_snapshot::fleet::{build, label, service_key, Ec2Instance};
 use std::fmt::Write;
 
 fn addr(i: &Ec2Instance, cfg: &Config) -> String {
-    let v4 = match cfg.rules.address {
-        nss_ec2_snapshot::fleet::AddressChoice::Private => i.private_ipv4,
-        nss_ec2_snapshot::fleet::AddressChoice::Public => i.public_ipv4,
-    };
-    let mut parts: Vec<String> = v4.iter().map(|a| a.to_string()).collect();
+    let mut parts: Vec<String> = i.ipv4(&cfg.rules).iter().map(|a| a.to_string()).collect();
     parts.extend(i.ipv6.iter().map(|a| a.to_string()));
     if parts.is_empty() {
         "no address".into()

@@ -8,3 +8,8 @@ pub mod explain;
 pub mod publish;
 pub mod source;
 pub mod status;
+
+/// Folds any text (an SDK error chain, a parser message) onto one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use ec2cached::config::Config;
-use ec2cached::publish::{self, now, Status};
+use ec2cached::publish::{self, now};
 use ec2cached::{daemon, explain, source, status};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -58,24 +58,15 @@ fn sweep(cfg: &Config, from_file: Option<&PathBuf>) -> Result<source::Sweep, Str
 fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
     publish::remove_stale_temps(&cfg.snapshot);
     let started = now();
-    let mut status = Status::load(&cfg.snapshot);
-    let result = sweep(cfg, from_file).and_then(|s| {
-        let (stats, problems) = publish::publish(cfg, &s, started)?;
-        eprintln!(
-            "ec2cached: published {}: {} names, {} live instances ({} ready)",
-            cfg.snapshot.display(),
-            stats.names,
-            stats.live,
-            stats.ready
-        );
-        publish::succeeded(&mut status, started, &s, stats, problems);
-        Ok(())
-    });
-    if let Err(e) = &result {
-        status.failed(started, e);
-    }
-    status.save(&cfg.snapshot);
-    result
+    let (stats, _) = publish::publish_and_record(cfg, started, sweep(cfg, from_file))?;
+    eprintln!(
+        "ec2cached: published {}: {} names, {} live instances ({} ready)",
+        cfg.snapshot.display(),
+        stats.names,
+        stats.live,
+        stats.ready
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

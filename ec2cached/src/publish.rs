@@ -191,8 +191,29 @@ pub fn publish(
     Ok((built.stats, problems))
 }
 
+/// Publishes the outcome of a sweep that started at `started` and records it in the status file
+/// either way (the snapshot is only replaced on success). Returns the counts and the number of
+/// API requests the sweep made.
+pub fn publish_and_record(
+    cfg: &Config,
+    started: u64,
+    sweep: Result<Sweep, String>,
+) -> Result<(Stats, u32), String> {
+    let mut status = Status::load(&cfg.snapshot);
+    let result = sweep.and_then(|s| {
+        let (stats, problems) = publish(cfg, &s, started)?;
+        succeeded(&mut status, started, &s, stats, problems);
+        Ok((stats, s.requests))
+    });
+    if let Err(e) = &result {
+        status.failed(started, e);
+    }
+    status.save(&cfg.snapshot);
+    result
+}
+
 /// Records a successful publish in the status.
-pub fn succeeded(status: &mut Status, at: u64, sweep: &Sweep, stats: Stats, problems: Vec<String>) {
+fn succeeded(status: &mut Status, at: u64, sweep: &Sweep, stats: Stats, problems: Vec<String>) {
     status.last_attempt = Some(at);
     status.last_success = Some(at);
     status.consecutive_failures = 0;

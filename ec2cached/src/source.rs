@@ -2,6 +2,7 @@
 //! region) or the JSON that `aws ec2 describe-instances` prints.
 
 use crate::config::Config;
+use crate::one_line;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
@@ -152,10 +153,6 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
         );
     }
     Ok(sweep)
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// One line for an SDK error: the service's code and message when it sent one, else the

@@ -149,43 +149,41 @@ unsafe fn by_name(
     if result.is_null() {
         return Err(Outcome::Unavail(libc::EINVAL));
     }
-    {
-        let answer = match snap.find(name)? {
-            Find::OutOfZone => return Ok(Outcome::Unavail(libc::ENOENT)),
-            Find::NotFound => return Ok(Outcome::NoName),
-            Find::Found(a) => a,
-        };
-        let count = answer.count(fam)?;
-        if count == 0 {
-            return Ok(Outcome::NoData);
-        }
-        // SAFETY: buffer/buflen as glibc passes them.
-        let mut bump = unsafe { Bump::new(buffer, buflen) };
-        // SAFETY: result is non-NULL and writable.
-        unsafe {
-            layout::hostent(
-                &mut bump,
-                result,
-                answer.name(),
-                0,
-                &mut |_| Ok(()),
-                af,
-                len,
-                count,
-                &mut |put| each_addr(answer.members(), fam, put),
-            )?;
-        }
-        // SAFETY: result was just written; canonp/ttlp are NULL or writable.
-        unsafe {
-            if !canonp.is_null() {
-                *canonp = (*result).h_name;
-            }
-            if !ttlp.is_null() {
-                *ttlp = ttl(snap);
-            }
-        }
-        Ok(Outcome::Success)
+    let answer = match snap.find(name)? {
+        Find::OutOfZone => return Ok(Outcome::Unavail(libc::ENOENT)),
+        Find::NotFound => return Ok(Outcome::NoName),
+        Find::Found(a) => a,
+    };
+    let count = answer.count(fam)?;
+    if count == 0 {
+        return Ok(Outcome::NoData);
     }
+    // SAFETY: buffer/buflen as glibc passes them.
+    let mut bump = unsafe { Bump::new(buffer, buflen) };
+    // SAFETY: result is non-NULL and writable.
+    unsafe {
+        layout::hostent(
+            &mut bump,
+            result,
+            answer.name(),
+            0,
+            &mut |_| Ok(()),
+            af,
+            len,
+            count,
+            &mut |put| each_addr(answer.members(), fam, put),
+        )?;
+    }
+    // SAFETY: result was just written; canonp/ttlp are NULL or writable.
+    unsafe {
+        if !canonp.is_null() {
+            *canonp = (*result).h_name;
+        }
+        if !ttlp.is_null() {
+            *ttlp = ttl(snap);
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 fn ttl(snap: &Snapshot<'_>) -> i32 {
@@ -232,62 +230,60 @@ unsafe fn by_name4(
     if pat.is_null() {
         return Err(Outcome::Unavail(libc::EINVAL));
     }
-    {
-        let answer = match snap.find(name)? {
-            Find::OutOfZone => return Ok(Outcome::Unavail(libc::ENOENT)),
-            Find::NotFound => return Ok(Outcome::NoName),
-            Find::Found(a) => a,
-        };
-        let total = answer.count(Family::V4)? + answer.count(Family::V6)?;
-        if total == 0 {
-            return Ok(Outcome::NoData);
-        }
-        // SAFETY: buffer/buflen as glibc passes them.
-        let mut bump = unsafe { Bump::new(buffer, buflen) };
-        let cname = bump.str(answer.name())?;
-        let mut first: *mut GaihAddrTuple = std::ptr::null_mut();
-        let mut last: *mut GaihAddrTuple = std::ptr::null_mut();
-        let mut made = 0usize;
-        for (fam, af) in [(Family::V4, libc::AF_INET), (Family::V6, libc::AF_INET6)] {
-            each_addr(answer.members(), fam, &mut |a| {
-                if made == total {
-                    return Ok(());
-                }
-                let t = bump.tuple()?;
-                // SAFETY: t is an aligned, initialised tuple inside the buffer; `last` is the
-                // previous one (or NULL).
-                unsafe {
-                    (*t).name = cname;
-                    (*t).family = af;
-                    let dst = (*t).addr.as_mut_ptr().cast::<u8>();
-                    std::ptr::copy_nonoverlapping(a.as_ptr(), dst, a.len().min(16));
-                    if last.is_null() {
-                        first = t;
-                    } else {
-                        (*last).next = t;
-                    }
-                }
-                last = t;
-                made += 1;
-                Ok(())
-            })?;
-        }
-        if first.is_null() {
-            return Ok(Outcome::NoData);
-        }
-        // SAFETY: pat is valid; a non-NULL *pat is caller storage for the first tuple (nscd).
-        unsafe {
-            if (*pat).is_null() {
-                *pat = first;
-            } else {
-                **pat = *first;
-            }
-            if !ttlp.is_null() {
-                *ttlp = ttl(snap);
-            }
-        }
-        Ok(Outcome::Success)
+    let answer = match snap.find(name)? {
+        Find::OutOfZone => return Ok(Outcome::Unavail(libc::ENOENT)),
+        Find::NotFound => return Ok(Outcome::NoName),
+        Find::Found(a) => a,
+    };
+    let total = answer.count(Family::V4)? + answer.count(Family::V6)?;
+    if total == 0 {
+        return Ok(Outcome::NoData);
     }
+    // SAFETY: buffer/buflen as glibc passes them.
+    let mut bump = unsafe { Bump::new(buffer, buflen) };
+    let cname = bump.str(answer.name())?;
+    let mut first: *mut GaihAddrTuple = std::ptr::null_mut();
+    let mut last: *mut GaihAddrTuple = std::ptr::null_mut();
+    let mut made = 0usize;
+    for (fam, af) in [(Family::V4, libc::AF_INET), (Family::V6, libc::AF_INET6)] {
+        each_addr(answer.members(), fam, &mut |a| {
+            if made == total {
+                return Ok(());
+            }
+            let t = bump.tuple()?;
+            // SAFETY: t is an aligned, initialised tuple inside the buffer; `last` is the
+            // previous one (or NULL).
+            unsafe {
+                (*t).name = cname;
+                (*t).family = af;
+                let dst = (*t).addr.as_mut_ptr().cast::<u8>();
+                std::ptr::copy_nonoverlapping(a.as_ptr(), dst, a.len().min(16));
+                if last.is_null() {
+                    first = t;
+                } else {
+                    (*last).next = t;
+                }
+            }
+            last = t;
+            made += 1;
+            Ok(())
+        })?;
+    }
+    if first.is_null() {
+        return Ok(Outcome::NoData);
+    }
+    // SAFETY: pat is valid; a non-NULL *pat is caller storage for the first tuple (nscd).
+    unsafe {
+        if (*pat).is_null() {
+            *pat = first;
+        } else {
+            **pat = *first;
+        }
+        if !ttlp.is_null() {
+            *ttlp = ttl(snap);
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 /// A reverse lookup: the instance with this address, `I.D` as name, numbered names as aliases.
@@ -384,43 +380,41 @@ unsafe fn next_entry(
     if result.is_null() {
         return Err(Outcome::Unavail(libc::EINVAL));
     }
-    {
-        let mut pos = cursor.load(Ordering::Acquire);
-        let end = snap.len().saturating_mul(2);
-        while pos < end {
-            let answer = snap.answer(pos / 2)?;
-            let (fam, af, len) = if pos.is_multiple_of(2) {
-                (Family::V4, libc::AF_INET, 4)
-            } else {
-                (Family::V6, libc::AF_INET6, 16)
-            };
-            let count = answer.count(fam)?;
-            if count > 0 {
-                // SAFETY: buffer/buflen as glibc passes them.
-                let mut bump = unsafe { Bump::new(buffer, buflen) };
-                // SAFETY: result is non-NULL and writable.
-                unsafe {
-                    layout::hostent(
-                        &mut bump,
-                        result,
-                        answer.name(),
-                        0,
-                        &mut |_| Ok(()),
-                        af,
-                        len,
-                        count,
-                        &mut |put| each_addr(answer.members(), fam, put),
-                    )?;
-                }
-                // Only a delivered entry moves the cursor: an ERANGE retry gets the same one.
-                cursor.store(pos + 1, Ordering::Release);
-                return Ok(Outcome::Success);
+    let mut pos = cursor.load(Ordering::Acquire);
+    let end = snap.len().saturating_mul(2);
+    while pos < end {
+        let answer = snap.answer(pos / 2)?;
+        let (fam, af, len) = if pos.is_multiple_of(2) {
+            (Family::V4, libc::AF_INET, 4)
+        } else {
+            (Family::V6, libc::AF_INET6, 16)
+        };
+        let count = answer.count(fam)?;
+        if count > 0 {
+            // SAFETY: buffer/buflen as glibc passes them.
+            let mut bump = unsafe { Bump::new(buffer, buflen) };
+            // SAFETY: result is non-NULL and writable.
+            unsafe {
+                layout::hostent(
+                    &mut bump,
+                    result,
+                    answer.name(),
+                    0,
+                    &mut |_| Ok(()),
+                    af,
+                    len,
+                    count,
+                    &mut |put| each_addr(answer.members(), fam, put),
+                )?;
             }
-            pos += 1;
+            // Only a delivered entry moves the cursor: an ERANGE retry gets the same one.
+            cursor.store(pos + 1, Ordering::Release);
+            return Ok(Outcome::Success);
         }
-        cursor.store(end, Ordering::Release);
-        Ok(Outcome::NoName)
+        pos += 1;
     }
+    cursor.store(end, Ordering::Release);
+    Ok(Outcome::NoName)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -81,6 +81,14 @@ impl Ec2Instance {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The IPv4 address names resolve to under `rules` (private or public).
+    pub fn ipv4(&self, rules: &Rules) -> Option<Ipv4Addr> {
+        match rules.address {
+            AddressChoice::Private => self.private_ipv4,
+            AddressChoice::Public => self.public_ipv4,
+        }
+    }
+
     /// True when running.
     pub fn is_live(&self) -> bool {
         self.state == "running"
@@ -356,10 +364,7 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
 
     let mut records = Vec::with_capacity(live.len());
     for (idx, (i, l)) in live.iter().enumerate() {
-        let v4 = match rules.address {
-            AddressChoice::Private => i.private_ipv4,
-            AddressChoice::Public => i.public_ipv4,
-        };
+        let v4 = i.ipv4(rules);
         // Cannot fail once the config has checked the domain length (instance labels are short);
         // if it did, `Table::encode` refuses the dangling index instead of publishing it.
         let name = names
