@@ -2,7 +2,9 @@
  *
  *   lookup SERVICES NAME ITERATIONS [unspec|inet] [warm]
  *
- * SERVICES is handed to __nss_configure_lookup("hosts", SERVICES) ("ec2", "files", "dns", ...),
+ * SERVICES is handed to __nss_configure_lookup("hosts", SERVICES) ("ec2", "files", "dns", ...);
+ * "-" leaves the process on /etc/nsswitch.conf and lets glibc ask nscd first (a configured lookup
+ * never consults nscd),
  * the family is AF_UNSPEC (default) or AF_INET. Prints one line:
  *   first_ns=<first call> p50_ns=<median> p99_ns=<99th percentile> rc=<getaddrinfo result>
  * Without "warm" the first call includes glibc's NSS start-up and loading the module. With
@@ -47,7 +49,7 @@ int main(int argc, char **argv) {
         __nss_configure_lookup("hosts", "files");
         if (getaddrinfo("localhost", NULL, NULL, &r) == 0) freeaddrinfo(r);
     }
-    if (__nss_configure_lookup("hosts", argv[1]) != 0) {
+    if (strcmp(argv[1], "-") != 0 && __nss_configure_lookup("hosts", argv[1]) != 0) {
         fprintf(stderr, "bad service line\n");
         return 2;
     }
