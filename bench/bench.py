@@ -55,7 +55,7 @@ def get_nscd():
         return None, (str(getattr(e, "stderr", "") or e).strip().splitlines() or ["?"])[-1:]
 
 
-def nscd_lookups(nscd, service, n, hide, hosts=None, env=None):
+def nscd_lookups(nscd, service, n, hide, family, hosts=None, env=None):
     """Hit and miss through nscd: a private nscd in a mount namespace (its own /run, and an
     nsswitch.conf of `hosts: SERVICE`), and `lookup -`, which leaves glibc to ask nscd first. One
     warm-up call per name fills nscd's cache; then `hide` (the source's file) is covered with an
@@ -70,10 +70,10 @@ def nscd_lookups(nscd, service, n, hide, hosts=None, env=None):
         "mount -t tmpfs tmpfs /run && mkdir /run/nscd && " + binds +
         f"{{ {nscd} -F -f {NSCD_CONF} 2>/dev/null & p=$!; }} && "
         "i=0; while [ ! -S /run/nscd/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
-        f"{lk} - {HIT} 1 >/dev/null && {lk} - {MISS} 1 >/dev/null && "
+        f"{lk} - {HIT} 1 {family} >/dev/null && {lk} - {MISS} 1 {family} >/dev/null && "
         # Then hide the source: from here on only nscd's cache can answer the hit.
         f"mount --bind {work / 'empty'} {hide} && "
-        f"{lk} - {HIT} {n} && {lk} - {MISS} {n}; rc=$?; kill $p; wait; exit $rc"
+        f"{lk} - {HIT} {n} {family} && {lk} - {MISS} {n} {family}; rc=$?; kill $p; wait; exit $rc"
     )
     out = in_ns(["sh", "-c", script], env=env).splitlines()
     parse = lambda line: {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
@@ -209,7 +209,7 @@ def main():
     base["files10_inet"] = steady("files", HIT, ITER, "inet", hosts=hosts10)
     base["floor"] = steady("floor", HIT, ITER)
     if nscd:
-        base["nscd10"] = nscd_lookups(nscd, "files", ITER, "/etc/hosts", hosts=hosts10)
+        base["nscd10"] = nscd_lookups(nscd, "files", ITER, "/etc/hosts", "unspec", hosts=hosts10)
     fleets = [refresh(n) for n in SIZES]
     rows = [{"fleet": f} for f in fleets]
     envs = [{"NSS_EC2_SNAPSHOT": str(f["snap"])} for f in fleets]
@@ -234,22 +234,26 @@ def main():
         for key in ("ec2_cold", "floorfile_cold", "floor_cold", "ec2_fresh"):
             r[key] = min(x["first_ns"] for x in runs[(i, key)])
     for f, r, env in zip(fleets, rows, envs):
-        r["ec2_inet"] = steady("ec2", HIT, ITER, "inet", env=env)
-        r["ec2_miss"] = steady("ec2", MISS, ITER, env=env)
         fn = max(20, min(ITER, ITER * 10 // max(f["names"], 1)))
-        r["files"] = lookup("files", HIT, fn, hosts=f["hosts"])
-        r["files_miss"] = lookup("files", MISS, fn, hosts=f["hosts"])
+        dn = max(200, ITER // 20)
+        for fam, sfx in (("unspec", ""), ("inet", "_inet")):
+            if fam == "inet":
+                r["ec2_inet"] = steady("ec2", HIT, ITER, "inet", env=env)
+            r[f"ec2{sfx}_miss"] = steady("ec2", MISS, ITER, fam, env=env)
+            r[f"files{sfx}"] = lookup("files", HIT, fn, fam, hosts=f["hosts"])
+            r[f"files{sfx}_miss"] = lookup("files", MISS, fn, fam, hosts=f["hosts"])
         dns = start_dnsmasq(f["hosts"])
         try:
-            dn = max(200, ITER // 20)
-            r["dns"] = lookup("dns", HIT, dn, resolv=resolv)
-            r["dns_miss"] = lookup("dns", MISS, dn, resolv=resolv)
+            for fam, sfx in (("unspec", ""), ("inet", "_inet")):
+                r[f"dns{sfx}"] = lookup("dns", HIT, dn, fam, resolv=resolv)
+                r[f"dns{sfx}_miss"] = lookup("dns", MISS, dn, fam, resolv=resolv)
         finally:
             dns.terminate()
             dns.wait()
         if nscd:
-            r["nscd_files"] = nscd_lookups(nscd, "files", ITER, "/etc/hosts", hosts=f["hosts"])
-            r["nscd_ec2"] = nscd_lookups(nscd, "ec2", ITER, f["snap"], env=env)
+            for fam, sfx in (("unspec", ""), ("inet", "_inet")):
+                r[f"nscd_files{sfx}"] = nscd_lookups(nscd, "files", ITER, "/etc/hosts", fam, hosts=f["hosts"])
+                r[f"nscd_ec2{sfx}"] = nscd_lookups(nscd, "ec2", ITER, f["snap"], fam, env=env)
         r["mem"] = memory(f["snap"])
     base["files10_fresh"] = min(lookup("files", HIT, 10, hosts=hosts10)["first_ns"] for _ in range(5))
     base["floor_fresh"] = min(lookup("floor", HIT, 10)["first_ns"] for _ in range(5))
@@ -328,22 +332,27 @@ def report(base, rows):
         h, _ = base["nscd10"]
         w(f"| nscd caching `files`, 10 names | {us(h['p50_ns'])} | {us(h['p99_ns'])} |")
     w("")
-    w("## Lookups by fleet size (p50 / p99 µs)")
-    w("")
-    w("| instances | names | ec2 hit | ec2 AF_INET | ec2 miss | files hit | files miss | DNS hit | DNS miss | ec2 ÷ files@10 | ec2 ÷ floor | ec2 ÷ DNS |")
-    w("|---:|---:|---|---|---|---|---|---|---|---:|---:|---:|")
-    for r in rows:
-        f = r["fleet"]
-        pp = lambda k: f"{us(r[k]['p50_ns'])} / {us(r[k]['p99_ns'])}"
-        e = r["ec2"]["p50_ns"]
-        w(f"| {f['n']} | {f['names']} | {pp('ec2')} | {pp('ec2_inet')} | {pp('ec2_miss')} | {pp('files')} | {pp('files_miss')} "
-          f"| {pp('dns')} | {pp('dns_miss')} | {e / f10:.2f} | {e / r['floor']['p50_ns']:.2f} | {e / r['dns']['p50_ns']:.3f} |")
-    w("")
+    for fam, sfx in (("AF_UNSPEC", ""), ("AF_INET", "_inet")):
+        w(f"## Lookups by fleet size, {fam} (p50 / p99 µs)")
+        w("")
+        w("| instances | names | ec2 hit | ec2 miss | files hit | files miss | DNS hit | DNS miss "
+          "| ec2 ÷ files@10 | ec2 ÷ floor | ec2 ÷ DNS |")
+        w("|---:|---:|---|---|---|---|---|---|---:|---:|---:|")
+        f10x = base["files10" + sfx]["p50_ns"]
+        for r in rows:
+            f = r["fleet"]
+            pp = lambda k: f"{us(r[k]['p50_ns'])} / {us(r[k]['p99_ns'])}"
+            e = r["ec2" + sfx]["p50_ns"]
+            w(f"| {f['n']} | {f['names']} | {pp('ec2' + sfx)} | {pp('ec2' + sfx + '_miss')} | {pp('files' + sfx)} "
+              f"| {pp('files' + sfx + '_miss')} | {pp('dns' + sfx)} | {pp('dns' + sfx + '_miss')} "
+              f"| {e / f10x:.2f} | {e / r['floor']['p50_ns']:.2f} | {e / r['dns' + sfx]['p50_ns']:.3f} |")
+        w("")
     e10, emax = rows[0]["ec2"]["p50_ns"], rows[-1]["ec2"]["p50_ns"]
     w(f"Flatness: ec2 p50 at {rows[-1]['fleet']['n']} ÷ at {rows[0]['fleet']['n']} instances = {emax / e10:.2f}."
-      f" ec2 and floor hit figures are the best p50 of {ROUNDS} runs made in rounds over all fleet sizes"
-      " (load from neighbours on a shared VM comes in spells and only adds time); the other ec2 and"
-      " `files`@10 figures the best of 5 runs in a row.")
+      f" The AF_UNSPEC ec2 and floor hit figures are the best p50 of {ROUNDS} runs made in rounds over all fleet"
+      " sizes (load from neighbours on a shared VM comes in spells and only adds time); the other ec2 and"
+      " `files`@10 figures the best of 5 runs in a row, `files` and DNS at each size one run. \"ec2 ÷ floor\""
+      " divides by the floor (AF_UNSPEC, a constant IPv4 answer) in both tables.")
     w("")
     w("## Through nscd (p50 / p99 µs)")
     w("")
@@ -356,13 +365,14 @@ def report(base, rows):
         w("shared memory without entering NSS at all. Not comparable with the rows above as a source:")
         w("nscd answers what it cached until the TTL runs out (for ec2 names: the poll interval) and its prune thread runs (at most every 15 s).")
         w("")
-        w("| instances | nscd + files hit | nscd + files miss | nscd + ec2 hit | nscd + ec2 miss | ec2 direct hit |")
-        w("|---:|---|---|---|---|---|")
+        w("| instances | family | nscd + files hit | nscd + files miss | nscd + ec2 hit | nscd + ec2 miss | ec2 direct hit |")
+        w("|---:|---|---|---|---|---|---|")
         for r in rows:
             pp = lambda x: f"{us(x['p50_ns'])} / {us(x['p99_ns'])}"
-            fh, fm = r["nscd_files"]
-            eh, em = r["nscd_ec2"]
-            w(f"| {r['fleet']['n']} | {pp(fh)} | {pp(fm)} | {pp(eh)} | {pp(em)} | {pp(r['ec2'])} |")
+            for fam, sfx in (("AF_UNSPEC", ""), ("AF_INET", "_inet")):
+                fh, fm = r["nscd_files" + sfx]
+                eh, em = r["nscd_ec2" + sfx]
+                w(f"| {r['fleet']['n']} | {fam} | {pp(fh)} | {pp(fm)} | {pp(eh)} | {pp(em)} | {pp(r['ec2' + sfx])} |")
     w("")
     w("## A new process's first lookup")
     w("")
