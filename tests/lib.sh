@@ -57,6 +57,16 @@ build_all() {
     mv "$STAGE/libnss_ec2.so.2.tmp" "$STAGE/libnss_ec2.so.2"
 }
 
+# The module built with the test-only `panic-probe` feature, in its own target folder (its cdylib
+# would otherwise replace the one the Rust tests dlopen), staged in $PROBE.
+PROBE="$TARGET/nss-probe"
+build_probe() {
+    CARGO_TARGET_DIR="$TARGET/probe" cargo build --release --locked -p nss-ec2 --features panic-probe
+    mkdir -p "$PROBE"
+    cp "$TARGET/probe/release/libnss_ec2.so" "$PROBE/libnss_ec2.so.2.tmp"
+    mv "$PROBE/libnss_ec2.so.2.tmp" "$PROBE/libnss_ec2.so.2"
+}
+
 # Starts moto's EC2 server on a free loopback port; sets MOTO_URL and MOTO_PID.
 start_moto() {
     local port

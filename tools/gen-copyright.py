@@ -83,6 +83,10 @@ print("Comment: The binaries statically link these crates from crates.io (genera
 print(" tools/gen-copyright.py from Cargo.lock; crate, version, licence):")
 for (name, ver), lic in sorted(crates.items()):
     print(f" {name} {ver}: {lic}")
+print(" .")
+print(" Both also statically link the Rust standard library (MIT OR Apache-2.0), and")
+print(" libnss_ec2.so.2 links GCC's unwinder, libgcc_eh.a (GPL-3+ WITH GCC-exception-3.1: the GCC")
+print(" Runtime Library Exception allows this; on Debian systems see /usr/share/common-licenses/GPL-3).")
 print()
 print("Files: *")
 print("Copyright: 2026 nss-ec2 developers")

@@ -96,6 +96,8 @@ fn finish(outcome: Outcome, saved: c_int, errnop: *mut c_int, h_errnop: *mut c_i
 
 /// Runs `f` on the current snapshot, or answers UNAVAIL when there is none to trust.
 fn with_snapshot(f: impl FnOnce(&Snapshot<'_>) -> Result<Outcome, Outcome>) -> Outcome {
+    #[cfg(feature = "panic-probe")]
+    panic_probe();
     let mapping = match source::current() {
         Ok(m) => m,
         Err(_) => return Outcome::Unavail(libc::ENOENT),
@@ -106,6 +108,16 @@ fn with_snapshot(f: impl FnOnce(&Snapshot<'_>) -> Result<Outcome, Outcome>) -> O
         return Outcome::Unavail(libc::ESTALE);
     }
     f(&snap).unwrap_or_else(|e| e)
+}
+
+/// Test builds only (feature `panic-probe`, never in a release or package): with
+/// `NSS_EC2_PANIC_PROBE` set, every lookup panics inside the module, so that the tests can show
+/// what a program sees when the module has a bug: UNAVAIL / EIO, no output, no abort.
+#[cfg(feature = "panic-probe")]
+fn panic_probe() {
+    if std::env::var_os("NSS_EC2_PANIC_PROBE").is_some() {
+        panic!("panic probe");
+    }
 }
 
 fn family(af: c_int) -> Option<(Family, usize)> {
