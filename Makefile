@@ -4,6 +4,7 @@
 #   make nsswitch-add       add "ec2 [NOTFOUND=return]" before dns on the hosts: line
 #   make nsswitch-remove    take it out again
 #   make uninstall          remove what install installed (keeps /etc/ec2cached.toml and the state)
+#   make bench              bench/run: the benchmark, written to docs/benchmarks.md (root)
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
@@ -19,8 +20,11 @@ CARGO_TARGET_DIR ?= target
 REL := $(CARGO_TARGET_DIR)/release
 MAN := $(CARGO_TARGET_DIR)/man
 
-.PHONY: all build man install uninstall nsswitch-add nsswitch-remove
+.PHONY: all build man install uninstall nsswitch-add nsswitch-remove bench
 all: build
+
+bench:
+	bench/run
 
 build:
 	$(CARGO) build --release --locked --workspace
