@@ -1,15 +1,15 @@
-"""The benchmark behind `bench/run`: nss-ec2 against /etc/hosts, DNS and the floor, in one run.
+"""The benchmark behind `bench/run`: nss-ec2 against /etc/hosts, DNS, nscd and the floor modules
+(bench/floor.c), in one run.
 
 Everything is measured through the real glibc with `bench/lookup.c` (getaddrinfo in a loop,
-p50/p99 per call), each source in its own process and mount namespace (its own /etc/hosts and
-/etc/resolv.conf bind-mounted), on this machine, in this run. Writes docs/benchmarks.md.
+p50/p99 per call), each source in its own process and mount namespace (its own /etc/hosts,
+/etc/resolv.conf or nsswitch.conf and nscd bind-mounted), on this machine, in this run. Writes
+docs/benchmarks.md (or $BENCH_OUT), the targets table first.
 """
 
-import json
 import os
 import platform
 import re
-import resource
 import shutil
 import subprocess
 import sys
