@@ -43,40 +43,35 @@ def build_tools():
        str(ROOT / "bench/floor.c"))
 
 
-NSCD_CONF = ROOT / "tools/nscd-private.conf"
-
-
 def get_nscd():
-    """nscd of the running glibc (tools/get-nscd). Returns its path, or why there is none."""
+    """Whether nscd can be run (tools/get-nscd fetches it once); None, or why not."""
     try:
-        nscd = Path(sh(str(ROOT / "tools/get-nscd")).stdout.strip())
-        return nscd, None
+        sh(str(ROOT / "tools/get-nscd"))
+        return None
     except (subprocess.CalledProcessError, OSError) as e:
-        return None, (str(getattr(e, "stderr", "") or e).strip().splitlines() or ["?"])[-1:]
+        return (str(getattr(e, "stderr", "") or e).strip().splitlines() or ["?"])[-1:]
 
 
-def nscd_lookups(nscd, service, n, hide, family, hosts=None, env=None):
-    """Hit and miss through nscd: a private nscd in a mount namespace (its own /run, and an
-    nsswitch.conf of `hosts: SERVICE`), and `lookup -`, which leaves glibc to ask nscd first. One
-    warm-up call per name fills nscd's cache; then `hide` (the source's file) is covered with an
-    empty file, so the figures are of answers from nscd's cache and nothing else."""
+def parse(line):
+    """One line of `lookup` output: first_ns=... p50_ns=... p99_ns=... rc=..."""
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+
+
+def nscd_lookups(service, n, hide, family, hosts=None, env=None):
+    """Hit and miss through nscd: a private nscd (tools/with-nscd, an nsswitch.conf of
+    `hosts: SERVICE`), and `lookup -`, which leaves glibc to ask nscd first. One warm-up call per
+    name fills nscd's cache; then `hide` (the source's file) is covered with an empty file, so the
+    figures are of answers from nscd's cache and nothing else."""
     conf = work / f"nsswitch.{service}"
     conf.write_text(f"hosts: {service}\n")
-    binds = f"mount --bind {conf} /etc/nsswitch.conf && "
-    if hosts:
-        binds += f"mount --bind {hosts} /etc/hosts && "
     lk = work / "lookup"
     script = (
-        "mount -t tmpfs tmpfs /run && mkdir /run/nscd && " + binds +
-        f"{{ {nscd} -F -f {NSCD_CONF} 2>/dev/null & p=$!; }} && "
-        "i=0; while [ ! -S /run/nscd/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
         f"{lk} - {HIT} 1 {family} >/dev/null && {lk} - {MISS} 1 {family} >/dev/null && "
         # Then hide the source: from here on only nscd's cache can answer the hit.
         f"mount --bind {work / 'empty'} {hide} && "
-        f"{lk} - {HIT} {n} {family} && {lk} - {MISS} {n} {family}; rc=$?; kill $p; wait; exit $rc"
+        f"{lk} - {HIT} {n} {family} && {lk} - {MISS} {n} {family}"
     )
-    out = in_ns(["sh", "-c", script], env=env).splitlines()
-    parse = lambda line: {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+    out = in_ns([str(ROOT / "tools/with-nscd"), str(conf), "sh", "-c", script], hosts=hosts, env=env).splitlines()
     # The hit can only have come from nscd's cache: its source is hidden.
     return checked(HIT, parse(out[0]), f"nscd + {service}"), checked(MISS, parse(out[1]), f"nscd + {service}")
 
@@ -98,9 +93,7 @@ def in_ns(cmd, hosts=None, resolv=None, env=None):
 
 def lookup(services, name, n, family="unspec", warm=False, **ns):
     args = [str(work / "lookup"), services, name, str(n), family] + (["warm"] if warm else [])
-    out = in_ns(args, **ns)
-    d = dict(kv.split("=") for kv in out.split())
-    return checked(name, {k: int(v) for k, v in d.items()}, services)
+    return checked(name, parse(in_ns(args, **ns)), services)
 
 
 EAI_NONAME = -2
@@ -198,7 +191,7 @@ def start_dnsmasq(hosts):
 def main():
     build_tools()
     (work / "empty").write_text("")
-    nscd, nscd_why = get_nscd()
+    nscd_why = get_nscd()
     resolv = work / "resolv.conf"
     resolv.write_text(f"nameserver {DNS_ADDR}\noptions timeout:1 attempts:1\n")
     hosts10 = work / "hosts10"
@@ -208,8 +201,8 @@ def main():
     base["files10"] = steady("files", HIT, ITER, hosts=hosts10)
     base["files10_inet"] = steady("files", HIT, ITER, "inet", hosts=hosts10)
     base["floor"] = steady("floor", HIT, ITER)
-    if nscd:
-        base["nscd10"] = nscd_lookups(nscd, "files", ITER, "/etc/hosts", "unspec", hosts=hosts10)
+    if not nscd_why:
+        base["nscd10"] = nscd_lookups("files", ITER, "/etc/hosts", "unspec", hosts=hosts10)
     fleets = [refresh(n) for n in SIZES]
     rows = [{"fleet": f} for f in fleets]
     envs = [{"NSS_EC2_SNAPSHOT": str(f["snap"])} for f in fleets]
@@ -250,10 +243,10 @@ def main():
         finally:
             dns.terminate()
             dns.wait()
-        if nscd:
+        if not nscd_why:
             for fam, sfx in (("unspec", ""), ("inet", "_inet")):
-                r[f"nscd_files{sfx}"] = nscd_lookups(nscd, "files", ITER, "/etc/hosts", fam, hosts=f["hosts"])
-                r[f"nscd_ec2{sfx}"] = nscd_lookups(nscd, "ec2", ITER, f["snap"], fam, env=env)
+                r[f"nscd_files{sfx}"] = nscd_lookups("files", ITER, "/etc/hosts", fam, hosts=f["hosts"])
+                r[f"nscd_ec2{sfx}"] = nscd_lookups("ec2", ITER, f["snap"], fam, env=env)
         r["mem"] = memory(f["snap"])
     base["files10_fresh"] = min(lookup("files", HIT, 10, hosts=hosts10)["first_ns"] for _ in range(5))
     base["floor_fresh"] = min(lookup("floor", HIT, 10)["first_ns"] for _ in range(5))

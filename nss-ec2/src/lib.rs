@@ -9,7 +9,7 @@ mod layout;
 mod source;
 
 use layout::{Bump, Erange, GaihAddrTuple};
-use nss_ec2_snapshot::{Corrupt, Family, Find, InstanceRef, Snapshot};
+use nss_ec2_snapshot::{Answer, Corrupt, Family, Find, InstanceRef, Snapshot};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -170,9 +170,39 @@ unsafe fn by_name(
     if count == 0 {
         return Ok(Outcome::NoData);
     }
-    // SAFETY: buffer/buflen as glibc passes them.
+    // SAFETY: as glibc passes them; result was checked non-NULL.
+    unsafe { answer_hostent(&answer, fam, af, len, count, result, buffer, buflen)? };
+    // SAFETY: result was just written; canonp/ttlp are NULL or writable.
+    unsafe {
+        if !canonp.is_null() {
+            *canonp = (*result).h_name;
+        }
+        if !ttlp.is_null() {
+            *ttlp = ttl(snap);
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Writes the `count` addresses of family `fam` of `answer` as a `hostent` without aliases (the
+/// forward lookups and enumeration).
+///
+/// # Safety
+/// `result` non-NULL and writable, `buffer` writable for `buflen` bytes.
+#[allow(clippy::too_many_arguments)]
+unsafe fn answer_hostent(
+    answer: &Answer<'_>,
+    fam: Family,
+    af: c_int,
+    len: usize,
+    count: usize,
+    result: *mut libc::hostent,
+    buffer: *mut c_char,
+    buflen: usize,
+) -> Result<(), Erange> {
+    // SAFETY: per the contract above.
     let mut bump = unsafe { Bump::new(buffer, buflen) };
-    // SAFETY: result is non-NULL and writable.
+    // SAFETY: per the contract above.
     unsafe {
         layout::hostent(
             &mut bump,
@@ -184,18 +214,8 @@ unsafe fn by_name(
             len,
             count,
             &mut |put| each_addr(answer.members(), fam, put),
-        )?;
+        )
     }
-    // SAFETY: result was just written; canonp/ttlp are NULL or writable.
-    unsafe {
-        if !canonp.is_null() {
-            *canonp = (*result).h_name;
-        }
-        if !ttlp.is_null() {
-            *ttlp = ttl(snap);
-        }
-    }
-    Ok(Outcome::Success)
 }
 
 fn ttl(snap: &Snapshot<'_>) -> i32 {
@@ -403,22 +423,8 @@ unsafe fn next_entry(
         };
         let count = answer.count(fam)?;
         if count > 0 {
-            // SAFETY: buffer/buflen as glibc passes them.
-            let mut bump = unsafe { Bump::new(buffer, buflen) };
-            // SAFETY: result is non-NULL and writable.
-            unsafe {
-                layout::hostent(
-                    &mut bump,
-                    result,
-                    answer.name(),
-                    0,
-                    &mut |_| Ok(()),
-                    af,
-                    len,
-                    count,
-                    &mut |put| each_addr(answer.members(), fam, put),
-                )?;
-            }
+            // SAFETY: as glibc passes them; result is non-NULL and writable.
+            unsafe { answer_hostent(&answer, fam, af, len, count, result, buffer, buflen)? };
             // Only a delivered entry moves the cursor: an ERANGE retry gets the same one.
             cursor.store(pos + 1, Ordering::Release);
             return Ok(Outcome::Success);

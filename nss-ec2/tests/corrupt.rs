@@ -118,6 +118,13 @@ fn seeded_random_corruptions() {
     );
 }
 
+/// Offset and length of header section `i` (the table at byte 64, see snapshot/src/format.rs).
+fn section(b: &[u8], i: usize) -> (usize, usize) {
+    let at = 64 + 8 * i;
+    let get = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    (get(at), get(at + 4))
+}
+
 fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
@@ -163,8 +170,8 @@ fn crafted_headers_offsets_counts_and_loops() {
         assert_eq!(run(&b), 0);
     }
     // Records pointing anywhere: every name's first member and count, every instance's ranges.
-    let names_off = u32::from_le_bytes(good[64 + 8..64 + 12].try_into().unwrap()) as usize;
-    let inst_off = u32::from_le_bytes(good[64 + 24..64 + 28].try_into().unwrap()) as usize;
+    let (names_off, _) = section(&good, 1);
+    let (inst_off, _) = section(&good, 3);
     for rec in 0..8 {
         for (base, fields) in [
             (names_off + rec * 16, [0usize, 8, 12]),
@@ -180,8 +187,7 @@ fn crafted_headers_offsets_counts_and_loops() {
         }
     }
     // A hash table where every slot names entry 0: probes must stop at the cap.
-    let hash_off = u32::from_le_bytes(good[64 + 48..64 + 52].try_into().unwrap()) as usize;
-    let hash_len = u32::from_le_bytes(good[64 + 52..64 + 56].try_into().unwrap()) as usize;
+    let (hash_off, hash_len) = section(&good, 6);
     let mut b = good.clone();
     for s in (hash_off..hash_off + hash_len).step_by(4) {
         put32(&mut b, s, 1);
@@ -190,8 +196,7 @@ fn crafted_headers_offsets_counts_and_loops() {
     seal_header(&mut b);
     run(&b);
     // Every member of every name pointing at one instance: answers, bounded.
-    let members_off = u32::from_le_bytes(good[64 + 16..64 + 20].try_into().unwrap()) as usize;
-    let members_len = u32::from_le_bytes(good[64 + 20..64 + 24].try_into().unwrap()) as usize;
+    let (members_off, members_len) = section(&good, 2);
     let mut b = good.clone();
     for s in (members_off..members_off + members_len).step_by(4) {
         put32(&mut b, s, 0);

@@ -1,8 +1,8 @@
 """nscd in front of the module: it caches `ec2` answers for the refresh interval (the TTL the
 module hands it) plus at most nscd's own prune period.
 
-A private nscd (Debian's, of the running glibc, unpacked by tools/get-nscd) runs in a mount
-namespace with its own /run and an nsswitch.conf of `hosts: ec2`; `getent ahosts` there is left on
+A private nscd (tools/with-nscd: Debian's, of the running glibc, with its own /run and an
+nsswitch.conf of `hosts: ec2`) runs in a mount namespace; `getent ahostsv4` there is left on
 nsswitch.conf, so glibc asks nscd first.
 """
 
@@ -10,40 +10,24 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
-
-NSCD_CONF = ROOT / "tools/nscd-private.conf"
 
 # Reads a line per lookup from stdin and answers with the addresses nscd gives (or "none").
 SCRIPT = """\
-set -u
-mount -t tmpfs tmpfs /run && mkdir /run/nscd && mount --bind "$1" /etc/nsswitch.conf || exit 1
-"$2" -F -f "$3" 2>/dev/null &
-nscd=$!
-i=0; while [ ! -S /run/nscd/socket ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
 echo started
 while read -r name; do
     out=$(getent ahostsv4 "$name" | awk '{print $1}' | sort -u | tr '\\n' ' ')
     echo "${out:-none}"
 done
-kill $nscd; wait
 """
 
 
-@pytest.fixture(scope="session")
-def nscd():
-    return subprocess.run([str(ROOT / "tools/get-nscd")], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 class Nscd:
-    def __init__(self, nscd, host):
+    def __init__(self, host):
         (host.dir / "nsswitch.conf").write_text("hosts: ec2\n")
         self.p = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", SCRIPT, "sh",
-             str(host.dir / "nsswitch.conf"), nscd, str(NSCD_CONF)],
+            ["unshare", "--mount", "--propagation", "private", str(ROOT / "tools/with-nscd"),
+             str(host.dir / "nsswitch.conf"), "sh", "-c", SCRIPT],
             env=host.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.p.stdout.readline().strip() == "started"
 
@@ -57,12 +41,12 @@ class Nscd:
         self.p.wait(timeout=30)
 
 
-def test_nscd_caches_ec2_names_for_the_interval_plus_its_prune_period(nscd, fleet, host):
+def test_nscd_caches_ec2_names_for_the_interval_plus_its_prune_period(fleet, host):
     a = fleet.launch(tags={"services": "postgres"})[0]
     b = fleet.launch()[0]
     host.configure(interval=3)
     host.refresh()
-    d = Nscd(nscd, host)
+    d = Nscd(host)
     try:
         assert d.lookup("postgres.tphon.ec2") == [fleet.ipv4(a)]
         fleet.untag(a, "services")
