@@ -7,7 +7,10 @@
 #   make bench              bench/run: the benchmark, written to docs/benchmarks.md (root)
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
-MULTIARCH ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+# The multiarch lib dir (x86_64-linux-gnu, aarch64-linux-gnu, ...): dpkg's name for the host,
+# else the compiler's. Where neither has one, LIBDIR is $(PREFIX)/lib/; set LIBDIR where the
+# system's libc lives elsewhere (e.g. LIBDIR=/usr/lib64).
+MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
 LIBDIR ?= $(PREFIX)/lib/$(MULTIARCH)
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man

@@ -200,7 +200,6 @@ def main():
     base = {"nscd_why": nscd_why}
     base["files10"] = steady("files", HIT, ITER, hosts=hosts10)
     base["files10_inet"] = steady("files", HIT, ITER, "inet", hosts=hosts10)
-    base["floor"] = steady("floor", HIT, ITER)
     if not nscd_why:
         base["nscd10"] = nscd_lookups("files", ITER, "/etc/hosts", "unspec", hosts=hosts10)
     fleets = [refresh(n) for n in SIZES]
@@ -262,7 +261,9 @@ def targets(base, rows, stripped, needed):
     big, small = rows[-1], rows[0]
     e = big["ec2"]["p50_ns"]
     n = big["fleet"]["n"]
-    allowed = {"libc.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2"}
+    # glibc (libc and the dynamic loader, whose name is per architecture: ld-linux-x86-64.so.2,
+    # ld-linux-aarch64.so.1, ...) and, when built so (NSS_EC2_DYNAMIC_LIBGCC=1), libgcc_s.
+    allowed = lambda lib: lib in ("libc.so.6", "libgcc_s.so.1") or lib.startswith("ld-linux")
     d, _, _ = big["mem"]
     f = big["fleet"]
     return [
@@ -281,13 +282,12 @@ def targets(base, rows, stripped, needed):
         (f"refresh of {n} from file: CPU", "≤ 2 s", f"{f['cpu']:.2f} s", f["cpu"] <= 2),
         (f"refresh of {n} from file: peak RSS", "≤ 300 MB", f"{f['rss_mb']:.0f} MB", f["rss_mb"] <= 300),
         ("`libnss_ec2.so.2` stripped", "≤ 1 MB", f"{stripped // 1024} KiB", stripped <= 2**20),
-        ("`libnss_ec2.so.2` NEEDED", "libc (and libgcc_s)", ", ".join(needed), set(needed) <= allowed),
+        ("`libnss_ec2.so.2` NEEDED", "libc, ld.so (and libgcc_s)", ", ".join(needed), all(map(allowed, needed))),
     ]
 
 
 def report(base, rows):
     f10 = base["files10"]["p50_ns"]
-    floor = base["floor"]["p50_ns"]
     so = STAGE / "libnss_ec2.so.2"
     stripped = work / "stripped.so"
     shutil.copy(so, stripped)
@@ -320,7 +320,6 @@ def report(base, rows):
     w("|---|---:|---:|")
     w(f"| `files`, 10 names | {us(f10)} | {us(base['files10']['p99_ns'])} |")
     w(f"| `files`, 10 names, AF_INET | {us(base['files10_inet']['p50_ns'])} | {us(base['files10_inet']['p99_ns'])} |")
-    w(f"| floor (a C module answering a constant) | {us(floor)} | {us(base['floor']['p99_ns'])} |")
     if "nscd10" in base:
         h, _ = base["nscd10"]
         w(f"| nscd caching `files`, 10 names | {us(h['p50_ns'])} | {us(h['p99_ns'])} |")
@@ -328,16 +327,19 @@ def report(base, rows):
     for fam, sfx in (("AF_UNSPEC", ""), ("AF_INET", "_inet")):
         w(f"## Lookups by fleet size, {fam} (p50 / p99 µs)")
         w("")
+        # The floor column is the very figure "ec2 ÷ floor" divides by: the floor's best p50 in the
+        # rounds at that size (AF_UNSPEC in both tables; the floor answers a constant IPv4 address).
+        floor_col = "floor hit" if fam == "AF_UNSPEC" else "floor hit, AF_UNSPEC"
         w("| instances | names | ec2 hit | ec2 miss | files hit | files miss | DNS hit | DNS miss "
-          "| ec2 ÷ files@10 | ec2 ÷ floor | ec2 ÷ DNS |")
-        w("|---:|---:|---|---|---|---|---|---|---:|---:|---:|")
+          f"| {floor_col} | ec2 ÷ files@10 | ec2 ÷ floor | ec2 ÷ DNS |")
+        w("|---:|---:|---|---|---|---|---|---|---|---:|---:|---:|")
         f10x = base["files10" + sfx]["p50_ns"]
         for r in rows:
             f = r["fleet"]
             pp = lambda k: f"{us(r[k]['p50_ns'])} / {us(r[k]['p99_ns'])}"
             e = r["ec2" + sfx]["p50_ns"]
             w(f"| {f['n']} | {f['names']} | {pp('ec2' + sfx)} | {pp('ec2' + sfx + '_miss')} | {pp('files' + sfx)} "
-              f"| {pp('files' + sfx + '_miss')} | {pp('dns' + sfx)} | {pp('dns' + sfx + '_miss')} "
+              f"| {pp('files' + sfx + '_miss')} | {pp('dns' + sfx)} | {pp('dns' + sfx + '_miss')} | {pp('floor')} "
               f"| {e / f10x:.2f} | {e / r['floor']['p50_ns']:.2f} | {e / r['dns' + sfx]['p50_ns']:.3f} |")
         w("")
     e10, emax = rows[0]["ec2"]["p50_ns"], rows[-1]["ec2"]["p50_ns"]
@@ -345,7 +347,7 @@ def report(base, rows):
       f" The AF_UNSPEC ec2 and floor hit figures are the best p50 of {ROUNDS} runs made in rounds over all fleet"
       " sizes (load from neighbours on a shared VM comes in spells and only adds time); the other ec2 and"
       " `files`@10 figures the best of 5 runs in a row, `files` and DNS at each size one run. \"ec2 ÷ floor\""
-      " divides by the floor (AF_UNSPEC, a constant IPv4 answer) in both tables.")
+      " divides by the floor hit figure of its row (AF_UNSPEC, a constant IPv4 answer) in both tables.")
     w("")
     w("## Through nscd (p50 / p99 µs)")
     w("")
@@ -376,7 +378,8 @@ def report(base, rows):
     w("floor modules set the bar: `floor` does nothing; `floorfile` does the least any file-backed")
     w(f"module must (open, fstat, mmap, close the same snapshot, read its first byte). Best of {ROUNDS} processes, in rounds over all sizes.")
     w("")
-    w(f"Fresh process, baselines: `files` with 10 names {us(base['files10_fresh'])} µs, floor {us(base['floor_fresh'])} µs.")
+    w(f"Fresh process, baselines (best of 5 processes in a row): `files` with 10 names {us(base['files10_fresh'])} µs,"
+      f" floor {us(base['floor_fresh'])} µs.")
     w("")
     w("| instances | ec2 in a fresh process µs | ec2 first use µs | floorfile first use µs | floor first use µs "
       "| ec2 ÷ floorfile | ec2 first use ÷ ec2 steady p50 |")

@@ -5,7 +5,34 @@ VENV=${NSS_EC2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/nss-ec2/venv}
 LOGDIR=$TARGET/logs
 mkdir -p "$LOGDIR"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's name and start; step_times prints how long each took (tests/run: at exit).
+STEP_NAMES=() STEP_STARTS=()
+step() {
+    STEP_NAMES+=("$*")
+    STEP_STARTS+=("$SECONDS")
+    printf '\n==> %s\n' "$*"
+}
+step_times() {
+    local rc=$? i end
+    [ ${#STEP_NAMES[@]} -gt 0 ] || return "$rc"
+    printf '\n==> step times (%s)\n' "$([ "$rc" = 0 ] && echo passed || echo "FAILED, exit $rc")"
+    for i in "${!STEP_NAMES[@]}"; do
+        end=${STEP_STARTS[$((i + 1))]:-$SECONDS}
+        printf '%6ds  %s\n' "$((end - STEP_STARTS[i]))" "${STEP_NAMES[$i]}"
+    done
+    printf '%6ds  total\n' "$SECONDS"
+    return "$rc"
+}
+
+# Fails when a cargo log shows the AWS SDK being compiled again (a feature or flag difference
+# from the release build): tests/run compiles the SDK once checked and once built, no more.
+no_sdk_rebuild() {
+    if grep -E '^\s*Compiling (aws-|hyper |rustls )' "$1"; then
+        echo "error: this step recompiled the AWS SDK; its features differ from the release build's" \
+            "(compare: cargo tree -e features)" >&2
+        return 1
+    fi
+}
 
 # Debian packages the scripts use. Installed only when missing; needs root (or sudo).
 ensure_debian_packages() {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod daemon;
 pub mod explain;
+pub mod module;
 pub mod publish;
 pub mod source;
 pub mod status;

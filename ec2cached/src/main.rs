@@ -8,11 +8,56 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Polls the EC2 API and publishes the snapshot that libnss_ec2 resolves `.ec2` names from.
+/// `--help`, which is also the man page (help2man): every command with its arguments, once.
+const HELP_TEMPLATE: &str = "\
+{about-with-newline}
+{usage-heading} {usage}
+
+Commands:
+  run                           Poll forever, publishing a snapshot every interval (the service)
+  refresh [--from-file F.json]  Poll once, publish the snapshot, exit
+  status                        Show the snapshot's age and counts, the last poll's outcome, and
+                                whether the installed module reads the snapshot
+  explain NAME|INSTANCE-ID [--from-file F.json]
+                                Say why instances are or are not behind a name (polls the API,
+                                or reads F.json)
+  help [COMMAND]                The options of one command
+
+Options:
+{options}{after-help}
+";
+
+/// What `--help` says after the options.
+const AFTER_HELP: &str = "\
+Configuration: --config FILE, else /etc/ec2cached.toml if it exists, else the built-in
+defaults (every key is optional; see the commented /etc/ec2cached.toml).
+
+Exit status:
+  0  success (status: a usable snapshot is published, the last poll succeeded and the
+     installed module reads the snapshot)
+  1  a poll, publish or lookup failed, or status found a problem; the last good snapshot
+     is never replaced by a worse one
+  2  a bad configuration or command line";
+
+/// `--help`'s description (`-h` shows the one line of Cargo.toml's `description`).
+const LONG_ABOUT: &str = "\
+ec2cached polls the EC2 DescribeInstances API and publishes the snapshot that libnss_ec2(8)
+answers .ec2 host names from: security groups (tphon.ec2), services from the services tag
+(postgres.tphon.ec2), the N-th of either (1.redis.tphon.ec2) and instance ids (i-0abc.ec2). A
+failed poll never replaces the last good snapshot.";
+
+/// The command line.
 #[derive(Parser)]
-#[command(name = "ec2cached", version, about, long_about = None)]
+#[command(
+    name = "ec2cached",
+    version,
+    about,
+    long_about = LONG_ABOUT,
+    help_template = HELP_TEMPLATE,
+    after_help = AFTER_HELP
+)]
 struct Cli {
-    /// Configuration file.
+    /// Configuration file [default: /etc/ec2cached.toml if it exists, else built-in defaults].
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -29,11 +74,13 @@ enum Command {
         #[arg(long, value_name = "F.json")]
         from_file: Option<PathBuf>,
     },
-    /// Show the snapshot's age and counts and the last poll's outcome.
+    /// Show the snapshot's age and counts, the last poll's outcome, and whether the installed
+    /// module reads the snapshot.
     Status,
     /// Say why instances are or are not behind a name (polls the API, or reads --from-file).
     Explain {
         /// A name (`postgres.tphon.ec2`) or an instance id (`i-0abc...`).
+        #[arg(value_name = "NAME|INSTANCE-ID")]
         name: String,
         /// Read `aws ec2 describe-instances` JSON instead of calling the API.
         #[arg(long, value_name = "F.json")]
@@ -71,8 +118,11 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // By default our own messages from info up, and only errors from the SDK: its warnings
+    // (a region not found in IMDS, a missing profile file) come with Debug dumps, and what
+    // matters of them is in the one-line error of the poll. EC2CACHED_LOG=debug shows all.
     let filter = tracing_subscriber::EnvFilter::try_from_env("EC2CACHED_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,ec2cached=info"));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
@@ -118,6 +168,37 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("ec2cached: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_names_the_default_config_every_command_and_the_exit_codes() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains(ec2cached::config::DEFAULT_CONFIG), "{help}");
+        let commands = help.split("\nCommands:\n").nth(1).unwrap_or_default();
+        for sub in Cli::command().get_subcommands() {
+            let name = sub.get_name();
+            let line = commands
+                .lines()
+                .find(|l| l.starts_with(&format!("  {name} ")))
+                .unwrap_or_else(|| panic!("{name} missing: {help}"));
+            // Every argument of the command is on its line.
+            for arg in sub.get_arguments() {
+                let shown = match arg.get_long() {
+                    Some(l) => format!("--{l}"),
+                    None => arg.get_value_names().unwrap_or_default()[0].to_string(),
+                };
+                assert!(line.contains(&shown), "{name}: {shown} missing: {line}");
+            }
+        }
+        for code in ["  0  ", "  1  ", "  2  "] {
+            assert!(help.contains(code), "{code}: {help}");
         }
     }
 }

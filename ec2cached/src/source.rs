@@ -6,7 +6,10 @@ use crate::one_line;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_ec2::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ec2::config::interceptors::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::Filter;
@@ -15,7 +18,7 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A fleet read in one sweep.
@@ -35,11 +38,25 @@ pub struct Sweep {
 #[derive(Debug, Default)]
 struct ResponseCheck {
     bytes: Arc<AtomicU64>,
+    /// The endpoint (scheme://host:port) of the last request, for error messages.
+    endpoint: Arc<Mutex<String>>,
 }
 
 impl Intercept for ResponseCheck {
     fn name(&self) -> &'static str {
         "ec2cached::ResponseCheck"
+    }
+
+    fn read_before_signing(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Ok(mut e) = self.endpoint.lock() {
+            *e = endpoint_of(ctx.request().uri());
+        }
+        Ok(())
     }
 
     fn read_after_deserialization(
@@ -64,6 +81,15 @@ impl Intercept for ResponseCheck {
         }
         Ok(())
     }
+}
+
+/// `scheme://host[:port]` of a request URI (no path, no query: the query holds the request).
+fn endpoint_of(uri: &str) -> String {
+    let start = uri.find("://").map_or(0, |i| i + 3);
+    let end = uri[start..]
+        .find(['/', '?'])
+        .map_or(uri.len(), |i| start + i);
+    uri[..end].to_string()
 }
 
 /// Timeouts for one DescribeInstances page, from `api_timeout` (default 20 s; see README,
@@ -102,11 +128,13 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
     };
     let mut sweep = Sweep::default();
     let bytes = Arc::new(AtomicU64::new(0));
+    let endpoint = Arc::new(Mutex::new(String::new()));
     for region in regions {
         let conf = aws_sdk_ec2::config::Builder::from(&base)
             .region(aws_sdk_ec2::config::Region::new(region.clone()))
             .interceptor(ResponseCheck {
                 bytes: Arc::clone(&bytes),
+                endpoint: Arc::clone(&endpoint),
             })
             .build();
         let client = aws_sdk_ec2::Client::from_conf(conf);
@@ -131,10 +159,17 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
         while let Some(page) = pages.next().await {
             sweep.requests += 1;
             let page = page.map_err(|e| {
+                tracing::debug!(
+                    region,
+                    page = sweep.requests,
+                    "DescribeInstances failed: {}",
+                    DisplayErrorContext(&e)
+                );
+                let at = endpoint.lock().map(|e| e.clone()).unwrap_or_default();
                 format!(
-                    "DescribeInstances in {region}, page {}: {}",
-                    sweep.requests,
-                    describe_error(&e)
+                    "{} (DescribeInstances in {region}, page {})",
+                    describe_error(&e, &at, cfg.api_timeout),
+                    sweep.requests
                 )
             })?;
             for r in page.reservations() {
@@ -155,34 +190,100 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
     Ok(sweep)
 }
 
-/// One line for an SDK error: the service's code and message when it sent one, else the
-/// error chain (timeouts, connection failures, refused responses), cut to a readable length.
-fn describe_error<E, R>(e: &aws_sdk_ec2::error::SdkError<E, R>) -> String
+/// One line for an SDK error, cause first: what went wrong in words an operator can act on,
+/// never the SDK's Debug dump. The caller appends where (operation, region, page).
+fn describe_error<E, R>(
+    e: &aws_sdk_ec2::error::SdkError<E, R>,
+    endpoint: &str,
+    api_timeout: u32,
+) -> String
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use aws_sdk_ec2::error::SdkError;
+    let endpoint = if endpoint.is_empty() {
+        "its endpoint"
+    } else {
+        endpoint
+    };
     match e {
         SdkError::ServiceError(s) => {
             let err = s.err();
             let code = err.code().unwrap_or("unknown error");
-            let msg = err.message().unwrap_or_default();
-            format!("{code}: {msg}")
-        }
-        SdkError::TimeoutError(_) => "timeout: no answer within api_timeout".into(),
-        other => {
-            let mut s = one_line(&format!("{}", DisplayErrorContext(other)));
-            if s.len() > 400 {
-                let cut = (0..=400)
-                    .rev()
-                    .find(|&i| s.is_char_boundary(i))
-                    .unwrap_or(0);
-                s.truncate(cut);
-                s.push_str("...");
+            match err.message() {
+                Some(msg) if !msg.is_empty() => format!("the EC2 API refused: {code}: {}", one_line(msg)),
+                _ => format!("the EC2 API refused: {code}"),
             }
-            s
         }
+        SdkError::TimeoutError(_) => format!(
+            "timeout: no answer from the EC2 API at {endpoint} within api_timeout ({api_timeout} s, with retries)"
+        ),
+        other => {
+            if let Some(c) = find_source::<CredentialsError>(other) {
+                return describe_credentials(c);
+            }
+            let cause = root_cause(other);
+            match other {
+                SdkError::DispatchFailure(d) if d.is_timeout() => format!(
+                    "timeout: cannot reach the EC2 API at {endpoint} within api_timeout ({api_timeout} s): {cause}"
+                ),
+                SdkError::DispatchFailure(_) => {
+                    format!("cannot reach the EC2 API at {endpoint}: {cause}")
+                }
+                SdkError::ResponseError(_) => {
+                    format!("malformed response from the EC2 API at {endpoint}: {cause}")
+                }
+                _ => cause,
+            }
+        }
+    }
+}
+
+/// The first error of type `T` in `e`'s source chain (e itself included).
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// The innermost error of the chain, on one line and at most 300 characters: "connection
+/// refused", "dns error: failed to lookup address information: ...", "invalid peer certificate ...".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    let text = match last.downcast_ref::<std::io::Error>() {
+        // "Connection refused (os error 111)" -> "connection refused".
+        Some(io) if io.raw_os_error().is_some() => io.kind().to_string(),
+        _ => last.to_string(),
+    };
+    let mut s = one_line(&text);
+    if s.chars().count() > 300 {
+        s = s.chars().take(300).collect::<String>() + "...";
+    }
+    s
+}
+
+/// Missing or unusable credentials, as an operator would want it said.
+fn describe_credentials(c: &CredentialsError) -> String {
+    match c {
+        CredentialsError::CredentialsNotLoaded(_) => {
+            "no AWS credentials found (tried: environment, profile, web identity, ECS, IMDS)".into()
+        }
+        CredentialsError::ProviderTimedOut(_) => {
+            "no AWS credentials: the credential provider timed out (IMDS or STS did not answer)"
+                .into()
+        }
+        other => format!("cannot load AWS credentials: {}", root_cause(other)),
     }
 }
 

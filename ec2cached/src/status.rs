@@ -1,8 +1,10 @@
 //! `ec2cached status`: the published snapshot's age and counts, and the last poll's outcome.
 
 use crate::config::Config;
+use crate::module::{self, Module};
 use crate::publish::{now, Status};
 use aws_smithy_types::date_time::{DateTime, Format};
+use nss_ec2_snapshot::format::VERSION;
 use nss_ec2_snapshot::Snapshot;
 use std::fmt::Write;
 
@@ -18,8 +20,28 @@ pub fn report(cfg: &Config) -> (String, bool) {
     let now = now();
     let mut out = String::new();
     let mut healthy = true;
+    let st = Status::load(&cfg.snapshot);
     let _ = writeln!(out, "snapshot:       {}", cfg.snapshot.display());
     match std::fs::read(&cfg.snapshot) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            healthy = false;
+            let why = match (st.last_attempt, st.last_success) {
+                (None, _) => "no poll has run yet: start the service (systemctl start ec2cached) \
+                              or run `ec2cached refresh`"
+                    .to_string(),
+                (Some(_), None) => "no poll has succeeded yet (last error below)".to_string(),
+                (Some(_), Some(t)) => format!(
+                    "it was published at {} and has been removed since",
+                    when(t, now)
+                ),
+            };
+            let _ = writeln!(
+                out,
+                "state:          no snapshot: .{} names answer UNAVAIL (DNS is asked)",
+                cfg.rules.domain
+            );
+            let _ = writeln!(out, "why:            {why}");
+        }
         Err(e) => {
             healthy = false;
             let _ = writeln!(out, "state:          unusable: {e}");
@@ -58,10 +80,12 @@ pub fn report(cfg: &Config) -> (String, bool) {
                 let _ = writeln!(out, "names:          {}", h.names);
                 let _ = writeln!(out, "instances:      {} live", h.instances);
                 let _ = writeln!(out, "size:           {} bytes", h.file_len);
+                let (line, ok) = module_line(module::probe(), VERSION);
+                healthy &= ok;
+                let _ = writeln!(out, "module:         {line}");
             }
         },
     }
-    let st = Status::load(&cfg.snapshot);
     if let Some(t) = st.last_attempt {
         let ok = st.consecutive_failures == 0;
         healthy &= ok;
@@ -91,12 +115,65 @@ pub fn report(cfg: &Config) -> (String, bool) {
                 );
             }
         }
-        _ => {
+        _ if st.last_attempt.is_some() => {
             let _ = writeln!(out, "last error:     none");
         }
+        _ => {}
     }
     for p in &st.problems {
         let _ = writeln!(out, "not published:  {p}");
     }
     (out, healthy)
+}
+
+/// The `module:` line: whether the NSS module glibc would load reads the snapshot's format
+/// `version`, and whether that is healthy. A host without the module is not unhealthy (a poller,
+/// or a host that resolves through DNS only).
+pub fn module_line(m: Module, version: u32) -> (String, bool) {
+    match m {
+        Module::Missing(why) => (
+            format!("libnss_ec2.so.2 not installed: this host does not resolve names through NSS ({why})"),
+            true,
+        ),
+        Module::Found { path, reads: Some(r) } if r >= version => {
+            (format!("{path} reads snapshot format {r} (this snapshot: {version})"), true)
+        }
+        Module::Found { path, reads } => (
+            format!(
+                "WARNING: {path} {} this snapshot's format {version}: every name answers UNAVAIL \
+                 until libnss-ec2 is upgraded to the version of ec2cached (and long-running \
+                 programs are restarted)",
+                match reads {
+                    Some(r) => format!("reads snapshot formats up to {r}, not"),
+                    None => "is not nss-ec2's module and cannot read".to_string(),
+                }
+            ),
+            false,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_line_warns_only_when_the_module_cannot_read_the_format() {
+        let found = |reads| Module::Found {
+            path: "/lib/libnss_ec2.so.2".into(),
+            reads,
+        };
+        assert!(module_line(found(Some(1)), 1).1);
+        assert!(module_line(found(Some(2)), 1).1);
+        let (line, ok) = module_line(found(Some(1)), 2);
+        assert!(
+            !ok && line
+                .starts_with("WARNING: /lib/libnss_ec2.so.2 reads snapshot formats up to 1, not"),
+            "{line}"
+        );
+        let (line, ok) = module_line(found(None), 1);
+        assert!(!ok && line.contains("is not nss-ec2's module"), "{line}");
+        let (line, ok) = module_line(Module::Missing("gone".into()), 1);
+        assert!(ok && line.contains("not installed"), "{line}");
+    }
 }

@@ -592,6 +592,12 @@ pub unsafe extern "C" fn _nss_ec2_gethostbyaddr_r(
     }
 }
 
+/// The newest snapshot format version this module reads.
+#[no_mangle]
+pub extern "C" fn _nss_ec2_snapshot_version() -> u32 {
+    nss_ec2_snapshot::format::VERSION
+}
+
 /// `sethostent`: restart enumeration.
 #[no_mangle]
 pub extern "C" fn _nss_ec2_sethostent(_stayopen: c_int) -> c_int {

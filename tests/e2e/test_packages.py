@@ -28,12 +28,16 @@ def run(*args, **kw):
     return r.stdout
 
 
+def host_arch(var):
+    """dpkg-architecture's DEB_HOST_<var> for this machine: ARCH (amd64, arm64, ...) names the
+    .deb files, MULTIARCH (x86_64-linux-gnu, aarch64-linux-gnu, ...) the library directory."""
+    return run("dpkg-architecture", f"-qDEB_HOST_{var}").strip()
+
+
 @pytest.fixture(scope="session")
 def debs(tmp_path_factory):
-    """Builds the two packages from this tree (version 0.1.0) and repacks them as 0.1.1.
-
-    The tree is copied to a fixed path beside the build cache: dpkg-buildflags puts the source
-    path into CFLAGS (-ffile-prefix-map), and a new path would rebuild every C-using crate."""
+    """Builds the two packages from a copy of this tree (version 0.1.0), with the binaries that
+    tests/run built and tested (NSS_EC2_PREBUILT, see debian/rules), and repacks them as 0.1.1."""
     work = TARGET / "deb-work"
     shutil.rmtree(work, ignore_errors=True)
     src = work / "src"
@@ -43,7 +47,7 @@ def debs(tmp_path_factory):
     run("tar", "-C", str(src), "-xf", "-", stdin=tar.stdout)
     tar.wait()
     env = {**os.environ}
-    env.setdefault("NSS_EC2_DEB_TARGET", str(TARGET / "deb"))
+    env.setdefault("NSS_EC2_PREBUILT", str(TARGET / "release"))
     run("dpkg-buildpackage", "-b", "-us", "-uc", cwd=src, env=env, timeout=3600)
     v1 = {p.name.split("_")[0]: p for p in work.glob("*_0.1.0_*.deb") if "dbgsym" not in p.name}
     assert set(v1) == {"libnss-ec2", "ec2cached"}, list(work.iterdir())
@@ -53,7 +57,7 @@ def debs(tmp_path_factory):
         run("dpkg-deb", "-R", str(deb), str(tree))
         ctl = tree / "DEBIAN" / "control"
         ctl.write_text(re.sub(r"^Version: .*$", "Version: 0.1.1", ctl.read_text(), flags=re.M))
-        out = work / f"{name}_0.1.1_amd64.deb"
+        out = work / f"{name}_0.1.1_{host_arch('ARCH')}.deb"
         run("dpkg-deb", "--root-owner-group", "-b", str(tree), str(out))
         v2[name] = out
     return v1, v2
@@ -86,10 +90,10 @@ class Root:
     def hosts_line(self):
         return next(l for l in self.nsswitch().splitlines() if l.startswith("hosts:"))
 
-    def dpkg_i(self, *debs):
+    def dpkg_i(self, *debs, check=True):
         for d in debs:
             shutil.copy(d, self.path / "tmp" / d.name)
-        return self.sh("dpkg -i " + " ".join(f"/tmp/{d.name}" for d in debs))
+        return self.sh("dpkg -i " + " ".join(f"/tmp/{d.name}" for d in debs), check=check)
 
 
 @pytest.fixture
@@ -168,6 +172,11 @@ def test_install_resolve_reinstall_upgrade_purge(debs, root, dns, web):
     # Reinstall and upgrade never add it twice.
     root.dpkg_i(v1["libnss-ec2"], v1["ec2cached"])
     assert root.hosts_line().split().count("ec2") == 1
+    # A daemon never runs ahead of the module (it could write a format the module cannot read):
+    # ec2cached Breaks older libnss-ec2, so dpkg refuses it alone and takes both together.
+    r = root.dpkg_i(v2["ec2cached"], check=False)
+    assert r.returncode != 0 and "break" in r.stderr, r.stderr
+    assert "0.1.0" in root.sh("dpkg-query -W -f '${Version}' ec2cached").stdout
     root.dpkg_i(v2["libnss-ec2"], v2["ec2cached"])
     assert root.hosts_line().split().count("ec2") == 1
     assert "/etc/ec2cached.toml" in root.sh("cat /var/lib/dpkg/info/ec2cached.conffiles").stdout
@@ -194,6 +203,17 @@ def test_unit_verifies_and_is_hardened(debs, tmp_path):
     run("dpkg-deb", "-x", str(v1["ec2cached"]), str(tree))
     run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
     unit = next(tree.glob("**/ec2cached.service"))
+    # Boot order: it provides host names, so it is pulled in by and ordered before
+    # nss-lookup.target, and tells systemd it is ready (Type=notify) only once names resolve.
+    props = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            k, v = line.split("=", 1)
+            props.setdefault(k.strip(), []).extend(v.split())
+    assert "nss-lookup.target" in props["Before"], props
+    assert "nss-lookup.target" in props["Wants"], props
+    assert props["Type"] == ["notify"], props
+    assert "nss-lookup.target" not in props.get("After", []), props
     r = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True)
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", r.stdout + r.stderr)
     assert m, r.stdout + r.stderr
@@ -220,14 +240,15 @@ def test_lintian_has_no_errors(debs):
 
 def test_packages_ship_the_right_files(debs, tmp_path):
     v1, _ = debs
+    libdir = f"usr/lib/{host_arch('MULTIARCH')}"
     lib = run("dpkg-deb", "-c", str(v1["libnss-ec2"]))
-    assert "./usr/lib/x86_64-linux-gnu/libnss_ec2.so.2" in lib
+    assert f"./{libdir}/libnss_ec2.so.2" in lib
     daemon = run("dpkg-deb", "-c", str(v1["ec2cached"]))
     for f in ("./usr/sbin/ec2cached", "./etc/ec2cached.toml", "ec2cached.service", "ec2cached.8.gz"):
         assert f in daemon, f
     tree = tmp_path / "lib"
     run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
-    so = tree / "usr/lib/x86_64-linux-gnu/libnss_ec2.so.2"
+    so = tree / libdir / "libnss_ec2.so.2"
     assert "Library soname: [libnss_ec2.so.2]" in run("readelf", "-d", str(so))
 
 
