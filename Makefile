@@ -8,10 +8,10 @@
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 # The multiarch lib dir (x86_64-linux-gnu, aarch64-linux-gnu, ...): dpkg's name for the host,
-# else the compiler's. Where neither has one, LIBDIR is $(PREFIX)/lib/; set LIBDIR where the
-# system's libc lives elsewhere (e.g. LIBDIR=/usr/lib64).
+# else the compiler's. Where neither has one (Fedora, ...), LIBDIR is the directory of the
+# system's libc.so.6 (e.g. /usr/lib64), where glibc looks for NSS modules; or set LIBDIR.
 MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
-LIBDIR ?= $(PREFIX)/lib/$(MULTIARCH)
+LIBDIR ?= $(if $(MULTIARCH),$(PREFIX)/lib/$(MULTIARCH),$(patsubst %/,%,$(dir $(realpath $(shell gcc -print-file-name=libc.so.6 2>/dev/null)))))
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -41,6 +41,7 @@ man:
 	echo '.so man8/libnss_ec2.8' > $(MAN)/nss-ec2.8
 
 install:
+	@test -n "$(LIBDIR)" || { echo "cannot tell where libc.so.6 lives: set LIBDIR" >&2; exit 1; }
 	install -D -m 0644 $(REL)/libnss_ec2.so $(DESTDIR)$(LIBDIR)/libnss_ec2.so.2
 	install -D -m 0755 $(REL)/ec2cached $(DESTDIR)$(SBINDIR)/ec2cached
 	install -D -m 0644 $(MAN)/ec2cached.8 $(DESTDIR)$(MANDIR)/man8/ec2cached.8
@@ -61,6 +62,7 @@ install:
 	fi
 
 uninstall:
+	@test -n "$(LIBDIR)" || { echo "cannot tell where libc.so.6 lives: set LIBDIR" >&2; exit 1; }
 	rm -f $(DESTDIR)$(LIBDIR)/libnss_ec2.so.2 $(DESTDIR)$(SBINDIR)/ec2cached \
 		$(DESTDIR)$(MANDIR)/man8/ec2cached.8 $(DESTDIR)$(MANDIR)/man8/libnss_ec2.8 \
 		$(DESTDIR)$(MANDIR)/man8/nss-ec2.8 $(DESTDIR)$(UNITDIR)/ec2cached.service \

@@ -13,15 +13,14 @@ step() {
     printf '\n==> %s\n' "$*"
 }
 step_times() {
-    local rc=$? i end
-    [ ${#STEP_NAMES[@]} -gt 0 ] || return "$rc"
+    local rc=${1:-$?} i end
+    [ ${#STEP_NAMES[@]} -gt 0 ] || return 0
     printf '\n==> step times (%s)\n' "$([ "$rc" = 0 ] && echo passed || echo "FAILED, exit $rc")"
     for i in "${!STEP_NAMES[@]}"; do
         end=${STEP_STARTS[$((i + 1))]:-$SECONDS}
         printf '%6ds  %s\n' "$((end - STEP_STARTS[i]))" "${STEP_NAMES[$i]}"
     done
     printf '%6ds  total\n' "$SECONDS"
-    return "$rc"
 }
 
 # Fails when a cargo log shows the AWS SDK being compiled again (a feature or flag difference

@@ -38,9 +38,16 @@ pub fn next_poll(interval: u32) -> Duration {
     Duration::from_secs_f64(f64::from(interval) * (0.9 + fastrand::f64() * 0.2))
 }
 
-/// True when a snapshot the module would use is already published (from before a restart).
+/// True when a snapshot the module would answer from is already published (from before a
+/// restart): it parses and is not older than its `max_age`.
 fn usable(cfg: &Config) -> bool {
-    std::fs::read(&cfg.snapshot).is_ok_and(|b| nss_ec2_snapshot::Snapshot::parse(&b).is_ok())
+    std::fs::read(&cfg.snapshot).is_ok_and(|b| {
+        nss_ec2_snapshot::Snapshot::parse(&b).is_ok_and(|s| {
+            let h = s.header();
+            h.max_age_secs == 0
+                || now() <= h.generated_unix.saturating_add(u64::from(h.max_age_secs))
+        })
+    })
 }
 
 /// Runs until SIGTERM or SIGINT. `ready` is called once, as soon as a good snapshot is

@@ -29,8 +29,7 @@ Options:
 
 /// What `--help` says after the options.
 const AFTER_HELP: &str = "\
-Configuration: --config FILE, else /etc/ec2cached.toml if it exists, else the built-in
-defaults (every key is optional; see the commented /etc/ec2cached.toml).
+Every configuration key is optional; the packaged /etc/ec2cached.toml documents each.
 
 Exit status:
   0  success (status: a usable snapshot is published, the last poll succeeded and the

@@ -12,6 +12,9 @@ pub enum Module {
     /// No module by that name on the loader's path: this host does not resolve `.ec2` names
     /// through NSS (a poller, or a host that uses the DNS stub only).
     Missing(String),
+    /// A file by that name that the loader cannot load (truncated, another architecture, a
+    /// missing dependency): glibc cannot load it either, so every `.ec2` name is UNAVAIL.
+    Broken(String),
     /// The module at `path` reads snapshot formats 1 to `reads`; `None`: it does not say (no
     /// `_nss_ec2_snapshot_version`), so it is not a module of this nss-ec2 (an unrelated project
     /// ships a `libnss_ec2.so.2` too) and cannot be trusted to read our snapshot.
@@ -28,11 +31,17 @@ pub enum Module {
 /// snapshot format it reads. The module stays loaded until the process exits, as in every NSS
 /// client.
 pub fn probe() -> Module {
-    // SAFETY: a NUL-terminated name; the object is the NSS module every process on this host
-    // already loads, whose only initialisers are Rust std's (no NSS state is touched by loading).
+    // SAFETY: a NUL-terminated name. Loading runs the object's initialisers: ours are Rust
+    // std's only, and whatever file this is, it is the one glibc loads into every process on
+    // this host that resolves a name (`status` runs nothing that `getent hosts` would not).
     let handle = unsafe { libc::dlopen(SONAME.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
     if handle.is_null() {
-        return Module::Missing(dlerror());
+        let why = dlerror();
+        return if why.ends_with("No such file or directory") {
+            Module::Missing(why)
+        } else {
+            Module::Broken(why)
+        };
     }
     // SAFETY: a valid handle from dlopen and NUL-terminated symbol names.
     let (version, entry) = unsafe {

@@ -7,11 +7,12 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::config::interceptors::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 use nss_ec2_snapshot::fleet::Ec2Instance;
 use serde::Deserialize;
@@ -83,25 +84,45 @@ impl Intercept for ResponseCheck {
     }
 }
 
-/// `scheme://host[:port]` of a request URI (no path, no query: the query holds the request).
+/// `scheme://host[:port]` of a request URI: no path, no query (it holds the request), no
+/// `user:password@` (the line goes to the status file).
 fn endpoint_of(uri: &str) -> String {
-    let start = uri.find("://").map_or(0, |i| i + 3);
-    let end = uri[start..]
-        .find(['/', '?'])
-        .map_or(uri.len(), |i| start + i);
-    uri[..end].to_string()
+    let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    }
 }
 
-/// Timeouts for one DescribeInstances page, from `api_timeout` (default 20 s; see README,
-/// "Timeouts and retries"): connect within 3 s (or `api_timeout` if shorter), each attempt within
-/// `api_timeout`, the page with its retries within 3 × `api_timeout`.
+/// The three limits of one DescribeInstances page, in seconds (README, "Timeouts and retries"):
+/// connect within 3 s (or `api_timeout` if shorter), each attempt within `api_timeout`, the page
+/// with its retries within 3 × `api_timeout`.
+struct Limits {
+    connect: u64,
+    attempt: u64,
+    operation: u64,
+}
+
+fn timeouts_secs(api_timeout: u32) -> Limits {
+    let t = u64::from(api_timeout);
+    Limits {
+        connect: t.min(3),
+        attempt: t,
+        operation: t * 3,
+    }
+}
+
+/// The SDK's timeout config from `api_timeout` (default 20 s).
 pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
-    let t = Duration::from_secs(u64::from(api_timeout));
+    let t = timeouts_secs(api_timeout);
     TimeoutConfig::builder()
-        .connect_timeout(t.min(Duration::from_secs(3)))
-        .read_timeout(t)
-        .operation_attempt_timeout(t)
-        .operation_timeout(t * 3)
+        .connect_timeout(Duration::from_secs(t.connect))
+        .read_timeout(Duration::from_secs(t.attempt))
+        .operation_attempt_timeout(Duration::from_secs(t.attempt))
+        .operation_timeout(Duration::from_secs(t.operation))
         .build()
 }
 
@@ -130,6 +151,10 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
     let bytes = Arc::new(AtomicU64::new(0));
     let endpoint = Arc::new(Mutex::new(String::new()));
     for region in regions {
+        // A failure before this region's first request is signed must not name another's.
+        if let Ok(mut e) = endpoint.lock() {
+            e.clear();
+        }
         let conf = aws_sdk_ec2::config::Builder::from(&base)
             .region(aws_sdk_ec2::config::Region::new(region.clone()))
             .interceptor(ResponseCheck {
@@ -192,32 +217,34 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
 
 /// One line for an SDK error, cause first: what went wrong in words an operator can act on,
 /// never the SDK's Debug dump. The caller appends where (operation, region, page).
-fn describe_error<E, R>(
-    e: &aws_sdk_ec2::error::SdkError<E, R>,
-    endpoint: &str,
-    api_timeout: u32,
-) -> String
+fn describe_error<E>(e: &SdkError<E, HttpResponse>, endpoint: &str, api_timeout: u32) -> String
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug + 'static,
 {
-    use aws_sdk_ec2::error::SdkError;
     let endpoint = if endpoint.is_empty() {
         "its endpoint"
     } else {
         endpoint
     };
+    let t = timeouts_secs(api_timeout);
     match e {
         SdkError::ServiceError(s) => {
             let err = s.err();
-            let code = err.code().unwrap_or("unknown error");
-            match err.message() {
-                Some(msg) if !msg.is_empty() => format!("the EC2 API refused: {code}: {}", one_line(msg)),
-                _ => format!("the EC2 API refused: {code}"),
+            let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
+            match (err.code(), msg.is_empty()) {
+                (Some(code), false) => format!("the EC2 API refused: {code}: {msg}"),
+                (Some(code), true) => format!("the EC2 API refused: {code}"),
+                (None, _) => format!(
+                    "the EC2 API at {endpoint} answered HTTP {} without an EC2 error: is \
+                     AWS_ENDPOINT_URL an EC2 endpoint?",
+                    s.raw().status().as_u16()
+                ),
             }
         }
         SdkError::TimeoutError(_) => format!(
-            "timeout: no answer from the EC2 API at {endpoint} within api_timeout ({api_timeout} s, with retries)"
+            "timeout: no answer from the EC2 API at {endpoint} within {} s (3 × api_timeout, with \
+             retries)",
+            t.operation
         ),
         other => {
             if let Some(c) = find_source::<CredentialsError>(other) {
@@ -226,7 +253,9 @@ where
             let cause = root_cause(other);
             match other {
                 SdkError::DispatchFailure(d) if d.is_timeout() => format!(
-                    "timeout: cannot reach the EC2 API at {endpoint} within api_timeout ({api_timeout} s): {cause}"
+                    "timeout: cannot reach the EC2 API at {endpoint} (connect within {} s, answer \
+                     within {} s): {cause}",
+                    t.connect, t.attempt
                 ),
                 SdkError::DispatchFailure(_) => {
                     format!("cannot reach the EC2 API at {endpoint}: {cause}")
@@ -254,30 +283,49 @@ fn find_source<'a, T: std::error::Error + 'static>(
     None
 }
 
-/// The innermost error of the chain, on one line and at most 300 characters: "connection
-/// refused", "dns error: failed to lookup address information: ...", "invalid peer certificate ...".
+/// The innermost error of the chain, on one line and capped: "connection refused", "failed to
+/// lookup address information: Name or service not known", "invalid peer certificate: ...".
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     while let Some(next) = last.source() {
         last = next;
     }
-    let text = match last.downcast_ref::<std::io::Error>() {
-        // "Connection refused (os error 111)" -> "connection refused".
-        Some(io) if io.raw_os_error().is_some() => io.kind().to_string(),
-        _ => last.to_string(),
-    };
-    let mut s = one_line(&text);
-    if s.chars().count() > 300 {
-        s = s.chars().take(300).collect::<String>() + "...";
+    let mut text = last.to_string();
+    // "Connection refused (os error 111)" -> "connection refused".
+    if let Some(io) = last.downcast_ref::<std::io::Error>() {
+        if let Some(code) = io.raw_os_error() {
+            text = text.replace(&format!(" (os error {code})"), "");
+            if let Some(first) = text.get(..1) {
+                text = first.to_lowercase() + &text[1..];
+            }
+        }
     }
-    s
+    cap(&one_line(&text))
+}
+
+/// At most 300 characters, so that one line stays one readable line.
+fn cap(s: &str) -> String {
+    if s.chars().count() > 300 {
+        s.chars().take(300).collect::<String>() + "..."
+    } else {
+        s.to_string()
+    }
 }
 
 /// Missing or unusable credentials, as an operator would want it said.
 fn describe_credentials(c: &CredentialsError) -> String {
     match c {
         CredentialsError::CredentialsNotLoaded(_) => {
-            "no AWS credentials found (tried: environment, profile, web identity, ECS, IMDS)".into()
+            let mut s = String::from(
+                "no AWS credentials found (tried: environment, profile, web identity, ECS, IMDS)",
+            );
+            // The chain's own summary says nothing more; anything else (a profile that does
+            // not exist, say) is the reason.
+            let why = root_cause(c);
+            if !why.contains("no providers in chain provided credentials") {
+                s = format!("{s}: {why}");
+            }
+            s
         }
         CredentialsError::ProviderTimedOut(_) => {
             "no AWS credentials: the credential provider timed out (IMDS or STS did not answer)"
@@ -511,6 +559,31 @@ pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoint_is_scheme_and_host_only() {
+        assert_eq!(
+            endpoint_of("https://ec2.us-east-1.amazonaws.com/?Action=DescribeInstances"),
+            "https://ec2.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            endpoint_of("http://127.0.0.1:5000"),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            endpoint_of("http://user:secret@proxy:8080/x"),
+            "http://proxy:8080"
+        );
+    }
+
+    #[test]
+    fn io_causes_read_as_words() {
+        let e = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(root_cause(&e), "connection refused");
+        let e = std::io::Error::from_raw_os_error(libc::EHOSTUNREACH);
+        assert_eq!(root_cause(&e), "no route to host");
+        assert_eq!(cap(&"x".repeat(400)).len(), 303);
+    }
 
     #[test]
     fn parses_describe_instances_output() {

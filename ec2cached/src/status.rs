@@ -80,7 +80,12 @@ pub fn report(cfg: &Config) -> (String, bool) {
                 let _ = writeln!(out, "names:          {}", h.names);
                 let _ = writeln!(out, "instances:      {} live", h.instances);
                 let _ = writeln!(out, "size:           {} bytes", h.file_len);
-                let (line, ok) = module_line(module::probe(), VERSION);
+                // The file's own format version (bytes 8..12), not this daemon's.
+                let version = bytes
+                    .get(8..12)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(VERSION, u32::from_le_bytes);
+                let (line, ok) = module_line(module::probe(), version);
                 healthy &= ok;
                 let _ = writeln!(out, "module:         {line}");
             }
@@ -135,18 +140,29 @@ pub fn module_line(m: Module, version: u32) -> (String, bool) {
             format!("libnss_ec2.so.2 not installed: this host does not resolve names through NSS ({why})"),
             true,
         ),
+        Module::Broken(why) => (
+            format!("WARNING: libnss_ec2.so.2 cannot be loaded ({why}): every name answers UNAVAIL"),
+            false,
+        ),
         Module::Found { path, reads: Some(r) } if r >= version => {
             (format!("{path} reads snapshot format {r} (this snapshot: {version})"), true)
         }
-        Module::Found { path, reads } => (
+        Module::Found {
+            path,
+            reads: Some(r),
+        } => (
             format!(
-                "WARNING: {path} {} this snapshot's format {version}: every name answers UNAVAIL \
-                 until libnss-ec2 is upgraded to the version of ec2cached (and long-running \
-                 programs are restarted)",
-                match reads {
-                    Some(r) => format!("reads snapshot formats up to {r}, not"),
-                    None => "is not nss-ec2's module and cannot read".to_string(),
-                }
+                "WARNING: {path} reads snapshot formats up to {r}, not this snapshot's format \
+                 {version}: every name answers UNAVAIL until libnss-ec2 is upgraded to the version \
+                 of ec2cached (and long-running programs are restarted)"
+            ),
+            false,
+        ),
+        Module::Found { path, reads: None } => (
+            format!(
+                "WARNING: {path} is not nss-ec2's module (it does not say which snapshot format it \
+                 reads; another project ships a libnss_ec2.so.2 too): remove it and install \
+                 libnss-ec2"
             ),
             false,
         ),
@@ -175,5 +191,10 @@ mod tests {
         assert!(!ok && line.contains("is not nss-ec2's module"), "{line}");
         let (line, ok) = module_line(Module::Missing("gone".into()), 1);
         assert!(ok && line.contains("not installed"), "{line}");
+        let (line, ok) = module_line(Module::Broken("file too short".into()), 1);
+        assert!(
+            !ok && line.contains("cannot be loaded (file too short)"),
+            "{line}"
+        );
     }
 }

@@ -85,18 +85,26 @@ def test_status_names_the_module_and_warns_when_it_cannot_read_the_snapshot(flee
     assert line.endswith("libnss_ec2.so.2 reads snapshot format 1 (this snapshot: 1)"), line
     assert os.path.realpath(line.split()[1]) == os.path.realpath(os.path.join(host.env()["LD_LIBRARY_PATH"],
                                                                               "libnss_ec2.so.2"))
-    # A module that reads only an older format (here a stand-in that says format 0), and a
-    # foreign libnss_ec2.so.2 that does not say: status fails and says what to do.
-    for name, body in (("old", "unsigned _nss_ec2_snapshot_version(void) { return 0; }\n"),
-                       ("foreign", "int _nss_ec2_gethostbyname2_r(void) { return -1; }\n")):
+    # A module that reads only an older format (here a stand-in that says format 0), a foreign
+    # libnss_ec2.so.2 that does not say, and a file the loader cannot load (as glibc cannot):
+    # status fails and says what to do.
+    cases = {
+        "old": ("unsigned _nss_ec2_snapshot_version(void) { return 0; }\n", "upgraded to the version of ec2cached"),
+        "foreign": ("int _nss_ec2_gethostbyname2_r(void) { return -1; }\n", "is not nss-ec2's module"),
+        "broken": (None, "cannot be loaded"),
+    }
+    for name, (body, says) in cases.items():
         d = tmp_path / name
         d.mkdir()
-        (d / "m.c").write_text(body)
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "libnss_ec2.so.2"), str(d / "m.c")], check=True)
+        if body is None:
+            (d / "libnss_ec2.so.2").write_bytes(b"\x7fELF truncated")
+        else:
+            (d / "m.c").write_text(body)
+            subprocess.run(["cc", "-shared", "-fPIC", "-o", str(d / "libnss_ec2.so.2"), str(d / "m.c")], check=True)
         st = host.ec2cached("status", check=False, env=host.env(LD_LIBRARY_PATH=str(d)))
         assert st.returncode == 1, st.stdout
         line = next(l for l in st.stdout.splitlines() if l.startswith("module:"))
-        assert "WARNING" in line and "upgraded" in line, line
+        assert "WARNING" in line and says in line, line
     # No module on the loader's path at all (a poller): said, and not a failure. (Only where
     # the system has none installed: glibc's search would find that one.)
     if "libnss_ec2.so.2" not in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout:
@@ -164,6 +172,18 @@ def test_ready_only_once_names_resolve(fleet, host, tmp_path, moto_url):
         try:
             assert notify.wait_ready(5), "a kept snapshot did not make the daemon ready"
             assert time.monotonic() - t0 < 5
+        finally:
+            stop(d)
+        # ... unless it is past its max_age (the module would answer UNAVAIL): then not ready.
+        proxy.fault = None
+        host.configure(api_timeout=1, interval=2, max_age=2)
+        host.refresh()
+        time.sleep(3.5)
+        assert host.hosts("redis.tphon.ec2")[0] == 2, "an expired snapshot still answers"
+        proxy.fault = "503"
+        d = run_daemon(host, notify)
+        try:
+            assert not notify.wait_ready(4), "READY=1 with an expired snapshot and no poll"
         finally:
             stop(d)
     finally:

@@ -56,7 +56,11 @@ def debs(tmp_path_factory):
         tree = work / f"{name}-v2"
         run("dpkg-deb", "-R", str(deb), str(tree))
         ctl = tree / "DEBIAN" / "control"
-        ctl.write_text(re.sub(r"^Version: .*$", "Version: 0.1.1", ctl.read_text(), flags=re.M))
+        text = ctl.read_text()
+        # The version, and the relations built from it (ec2cached: Breaks: libnss-ec2 (<< 0.1.0)).
+        assert "(<< 0.1.0)" in text or name != "ec2cached", text
+        text = re.sub(r"^Version: .*$", "Version: 0.1.1", text, flags=re.M).replace("(<< 0.1.0)", "(<< 0.1.1)")
+        ctl.write_text(text)
         out = work / f"{name}_0.1.1_{host_arch('ARCH')}.deb"
         run("dpkg-deb", "--root-owner-group", "-b", str(tree), str(out))
         v2[name] = out
@@ -173,11 +177,16 @@ def test_install_resolve_reinstall_upgrade_purge(debs, root, dns, web):
     root.dpkg_i(v1["libnss-ec2"], v1["ec2cached"])
     assert root.hosts_line().split().count("ec2") == 1
     # A daemon never runs ahead of the module (it could write a format the module cannot read):
-    # ec2cached Breaks older libnss-ec2, so dpkg refuses it alone and takes both together.
+    # ec2cached Breaks older libnss-ec2, so dpkg refuses it alone, and takes both with the module
+    # first (README: "Versions that belong together").
     r = root.dpkg_i(v2["ec2cached"], check=False)
     assert r.returncode != 0 and "break" in r.stderr, r.stderr
-    assert "0.1.0" in root.sh("dpkg-query -W -f '${Version}' ec2cached").stdout
+    assert root.sh("dpkg-query -W -f '${Version}' ec2cached").stdout == "0.1.0"
     root.dpkg_i(v2["libnss-ec2"], v2["ec2cached"])
+    assert root.sh("dpkg-query -W -f '${Version} ' ec2cached libnss-ec2").stdout.split() == ["0.1.1", "0.1.1"]
+    # Nor may the module go back under the daemon.
+    r = root.dpkg_i(v1["libnss-ec2"], check=False)
+    assert r.returncode != 0 and "break" in r.stderr, r.stderr
     assert root.hosts_line().split().count("ec2") == 1
     assert "/etc/ec2cached.toml" in root.sh("cat /var/lib/dpkg/info/ec2cached.conffiles").stdout
 
