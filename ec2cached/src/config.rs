@@ -136,6 +136,16 @@ impl Config {
         if !(1..=86_400).contains(&interval) {
             return Err(err(Some("interval"), "must be 1 to 86400 seconds".into()));
         }
+        let max_age = raw.max_age.unwrap_or(0);
+        if max_age != 0 && max_age < interval {
+            return Err(err(
+                Some("max_age"),
+                format!(
+                    "must be 0 (no limit) or at least `interval` ({interval} s): the snapshot \
+                     would go stale between two polls"
+                ),
+            ));
+        }
         let api_timeout = raw.api_timeout.unwrap_or(20);
         if !(1..=600).contains(&api_timeout) {
             return Err(err(Some("api_timeout"), "must be 1 to 600 seconds".into()));
@@ -175,7 +185,7 @@ impl Config {
             snapshot,
             interval,
             regions,
-            max_age: raw.max_age.unwrap_or(0),
+            max_age,
             api_timeout,
             rules: Rules {
                 domain,
@@ -251,6 +261,14 @@ max_age         = 3600
     }
 
     #[test]
+    fn max_age_is_none_or_at_least_the_interval() {
+        assert_eq!(parse("interval = 60\nmax_age = 60").unwrap().max_age, 60);
+        assert_eq!(parse("interval = 60\nmax_age = 0").unwrap().max_age, 0);
+        assert_eq!(parse("max_age = 30").unwrap().max_age, 30);
+        assert!(parse("interval = 60\nmax_age = 59").is_err());
+    }
+
+    #[test]
     fn errors_name_file_and_key_on_one_line() {
         let cases = [
             (
@@ -280,6 +298,11 @@ max_age         = 3600
             ),
             ("interval = ", "/etc/x.toml: "),
             ("max_age = -1", "/etc/x.toml: key `max_age`: invalid value"),
+            (
+                "interval = 60\nmax_age = 59",
+                "/etc/x.toml: key `max_age`: must be 0 (no limit) or at least `interval` (60 s)",
+            ),
+            ("max_age = 29", "/etc/x.toml: key `max_age`: must be 0"),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap_err();

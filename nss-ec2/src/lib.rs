@@ -1,18 +1,24 @@
 //! `libnss_ec2.so.2`: the glibc NSS `hosts` module of nss-ec2.
 //!
-//! Every entry point is a thin `extern "C"` shim over [`lookup`]-style functions that return an
-//! [`Outcome`]; [`finish`] turns an outcome into the exact status / errno / h_errno triple glibc
-//! expects (see `shared/reference/nss-hosts-abi.md` §2 and §8). Nothing here prints, spawns a
-//! thread, blocks, or lets a panic cross the FFI boundary.
+//! Every entry point is a thin `extern "C"` shim over a function that returns an [`Outcome`];
+//! [`finish`] turns an outcome into the exact status / errno / h_errno triple glibc expects
+//! (glibc's manual, "NSS Modules Interface"; README, "Answers to the resolver"). Nothing here
+//! prints, spawns a thread, blocks, or lets a panic cross the FFI boundary.
+//!
+//! Process-wide set-up (the silent panic hook, the fork handlers) is done by [`constructor`],
+//! which the dynamic loader runs when it loads the module, before any entry point can be called.
 
 mod layout;
 mod source;
+#[doc(hidden)]
+pub mod testing;
 
 use layout::{Bump, Erange, GaihAddrTuple};
 use nss_ec2_snapshot::{Answer, Corrupt, Family, Find, InstanceRef, Snapshot};
+use source::Cursor;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const NSS_STATUS_TRYAGAIN: c_int = -2;
 const NSS_STATUS_UNAVAIL: c_int = -1;
@@ -57,18 +63,52 @@ fn errno_location() -> *mut c_int {
     unsafe { libc::__errno_location() }
 }
 
-static INIT: AtomicBool = AtomicBool::new(false);
+/// The module's load-time constructor, in the shared object's `.init_array`: the dynamic loader
+/// runs it inside `dlopen`, before glibc (or anything) can call an entry point, so no caller ever
+/// sees the module half set up. It silences the panic messages of the module's own copy of std
+/// (the host's output is not ours; panics are caught at every entry point) and registers the
+/// fork handlers of the snapshot state. It exports no symbol.
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = constructor;
 
-/// Runs `f` with errno saved, panics caught and silenced, and the outcome written last.
+extern "C" fn constructor() {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    // The crate's rlib (its tests, the fuzz target) carries the same entry into the programs it
+    // is linked into: there the program's panics must keep their messages.
+    if !in_shared_object() || DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _ = catch_unwind(|| {
+        #[cfg(feature = "panic-probe")]
+        probe_slow_init();
+        std::panic::set_hook(Box::new(|_| {}));
+        source::register_fork_handlers();
+    });
+}
+
+/// False when this code was linked into the program itself (the crate's rlib), true in the
+/// shared object (and whenever the loader cannot tell).
+fn in_shared_object() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let program_headers = unsafe { libc::getauxval(libc::AT_PHDR) } as *const c_void;
+    let base = |addr: *const c_void| {
+        // SAFETY: zeroed is a valid Dl_info; dladdr only reads the loader's tables.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: addr is any address; info is a valid out-pointer.
+        (unsafe { libc::dladdr(addr, &mut info) } != 0).then_some(info.dli_fbase)
+    };
+    match (base(constructor as *const c_void), base(program_headers)) {
+        (Some(ours), Some(program)) => ours != program,
+        _ => true,
+    }
+}
+
+/// Runs `f` with errno saved, panics caught (and silent, see [`constructor`]), and the outcome
+/// written last.
 fn guard(errnop: *mut c_int, h_errnop: *mut c_int, f: impl FnOnce() -> Outcome) -> c_int {
     // SAFETY: reading this thread's errno.
     let saved = unsafe { *errno_location() };
-    // A plain load first: after the first call this is a read of a shared, never-written line.
-    if !INIT.load(Ordering::Acquire) && !INIT.swap(true, Ordering::AcqRel) {
-        // The module's own copy of std: silence its panic message, the host's output is not ours.
-        std::panic::set_hook(Box::new(|_| {}));
-        source::init_once();
-    }
     let outcome = catch_unwind(AssertUnwindSafe(f)).unwrap_or(Outcome::Unavail(libc::EIO));
     finish(outcome, saved, errnop, h_errnop)
 }
@@ -100,23 +140,39 @@ fn with_snapshot(f: impl FnOnce(&Snapshot<'_>) -> Result<Outcome, Outcome>) -> O
     panic_probe();
     let mapping = match source::current() {
         Ok(m) => m,
-        Err(_) => return Outcome::Unavail(libc::ENOENT),
+        Err(u) => return Outcome::Unavail(u.errno()),
     };
     let snap = mapping.snapshot();
-    let h = snap.header();
-    if h.max_age_secs != 0 && source::now_unix() > h.generated_unix + u64::from(h.max_age_secs) {
+    if stale(&snap) {
         return Outcome::Unavail(libc::ESTALE);
     }
     f(&snap).unwrap_or_else(|e| e)
 }
 
+/// Older than the snapshot's `max_age` (0: never stale).
+fn stale(snap: &Snapshot<'_>) -> bool {
+    let h = snap.header();
+    h.max_age_secs != 0
+        && source::now_unix() > h.generated_unix.saturating_add(u64::from(h.max_age_secs))
+}
+
 /// Test builds only (feature `panic-probe`, never in a release or package): with
 /// `NSS_EC2_PANIC_PROBE` set, every lookup panics inside the module, so that the tests can show
-/// what a program sees when the module has a bug: UNAVAIL / EIO, no output, no abort.
+/// what a program sees when the module has a bug: UNAVAIL / EIO, no output, no abort. With the
+/// value `lock`, the panic comes later, inside the critical section of the snapshot state.
 #[cfg(feature = "panic-probe")]
 fn panic_probe() {
-    if std::env::var_os("NSS_EC2_PANIC_PROBE").is_some() {
+    if std::env::var_os("NSS_EC2_PANIC_PROBE").is_some_and(|v| v != "lock") {
         panic!("panic probe");
+    }
+}
+
+/// Test builds only: with `NSS_EC2_PANIC_PROBE_SLOW_INIT` set, the constructor takes 300 ms, so
+/// that a test can show no caller runs while the module is being set up.
+#[cfg(feature = "panic-probe")]
+fn probe_slow_init() {
+    if std::env::var_os("NSS_EC2_PANIC_PROBE_SLOW_INIT").is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
 
@@ -363,11 +419,7 @@ unsafe fn by_addr(
             return Ok(Outcome::Unavail(libc::ENOENT));
         };
         let name = inst.name()?;
-        let mut n_aliases = 0;
-        for a in inst.aliases() {
-            a?;
-            n_aliases += 1;
-        }
+        let n_aliases = inst.alias_count()?;
         // SAFETY: buffer/buflen as glibc passes them.
         let mut bump = unsafe { Bump::new(buffer, buflen) };
         // SAFETY: result is non-NULL and writable.
@@ -396,15 +448,21 @@ unsafe fn by_addr(
     }
 }
 
-/// Enumeration cursor: name index × 2 + family (0: IPv4, 1: IPv6). glibc serialises
-/// set/get/endhostent with its own lock; an atomic keeps the cursor fork-safe.
-static CURSOR: AtomicUsize = AtomicUsize::new(0);
-
+/// The next entry of an enumeration: from `cursor.pos`, the first name (× family) with an
+/// address of that family. Only a delivered entry moves the cursor past itself: an ERANGE retry
+/// starts at the same entry (and does not walk again the empty ones before it).
+///
+/// Work is bounded by the file: every entry's members are counted into `cursor.spent` once, and
+/// a legitimate file's names have disjoint member ranges, so a whole enumeration (both
+/// families) counts at most twice the file's member records; a file whose names claim more
+/// ends the enumeration as corrupt. One call therefore costs O(names + members + instances +
+/// IPv6 addresses), and a whole enumeration about the same.
+///
 /// # Safety
 /// As glibc passes them.
 unsafe fn next_entry(
     snap: &Snapshot<'_>,
-    cursor: &AtomicUsize,
+    cursor: &mut Cursor,
     result: *mut libc::hostent,
     buffer: *mut c_char,
     buflen: usize,
@@ -412,10 +470,19 @@ unsafe fn next_entry(
     if result.is_null() {
         return Err(Outcome::Unavail(libc::EINVAL));
     }
-    let mut pos = cursor.load(Ordering::Acquire);
     let end = snap.len().saturating_mul(2);
-    while pos < end {
+    let budget = snap.member_records().saturating_mul(2);
+    while cursor.pos < end {
+        let pos = cursor.pos;
         let answer = snap.answer(pos / 2)?;
+        if pos >= cursor.charged {
+            cursor.charged = pos + 1;
+            cursor.spent = cursor.spent.saturating_add(answer.member_count());
+            if cursor.spent > budget {
+                cursor.pos = end;
+                return Err(Outcome::Unavail(libc::EIO));
+            }
+        }
         let (fam, af, len) = if pos.is_multiple_of(2) {
             (Family::V4, libc::AF_INET, 4)
         } else {
@@ -425,13 +492,11 @@ unsafe fn next_entry(
         if count > 0 {
             // SAFETY: as glibc passes them; result is non-NULL and writable.
             unsafe { answer_hostent(&answer, fam, af, len, count, result, buffer, buflen)? };
-            // Only a delivered entry moves the cursor: an ERANGE retry gets the same one.
-            cursor.store(pos + 1, Ordering::Release);
+            cursor.pos = pos + 1;
             return Ok(Outcome::Success);
         }
-        pos += 1;
+        cursor.pos = pos + 1;
     }
-    cursor.store(end, Ordering::Release);
     Ok(Outcome::NoName)
 }
 
@@ -592,24 +657,35 @@ pub unsafe extern "C" fn _nss_ec2_gethostbyaddr_r(
     }
 }
 
-/// The newest snapshot format version this module reads.
+/// The newest snapshot format version this module reads; it reads every version from 1 up to it
+/// (the compatibility rule in docs/snapshot-format.md). Not an NSS entry point: glibc never
+/// looks it up. `ec2cached status` calls it, through the same `dlopen("libnss_ec2.so.2")` glibc
+/// does, to warn when the installed module cannot read the snapshot the daemon wrote.
 #[no_mangle]
 pub extern "C" fn _nss_ec2_snapshot_version() -> u32 {
     nss_ec2_snapshot::format::VERSION
 }
 
-/// `sethostent`: restart enumeration.
+/// `sethostent`: restart enumeration, on the current generation of the snapshot, which it keeps
+/// until `endhostent` (as nss_files keeps its open file): a publish meanwhile changes nothing
+/// in the listing.
 #[no_mangle]
 pub extern "C" fn _nss_ec2_sethostent(_stayopen: c_int) -> c_int {
-    CURSOR.store(0, Ordering::Release);
-    NSS_STATUS_SUCCESS
+    let (mut e, mut he) = (0, 0);
+    guard(&mut e, &mut he, || {
+        source::walk_reset(true);
+        Outcome::Success
+    })
 }
 
-/// `endhostent`: end enumeration.
+/// `endhostent`: end enumeration and let its generation go.
 #[no_mangle]
 pub extern "C" fn _nss_ec2_endhostent() -> c_int {
-    CURSOR.store(0, Ordering::Release);
-    NSS_STATUS_SUCCESS
+    let (mut e, mut he) = (0, 0);
+    guard(&mut e, &mut he, || {
+        source::walk_reset(false);
+        Outcome::Success
+    })
 }
 
 /// `gethostent_r`: the next name of the snapshot, one family at a time.
@@ -625,181 +701,19 @@ pub unsafe extern "C" fn _nss_ec2_gethostent_r(
     h_errnop: *mut c_int,
 ) -> c_int {
     guard(errnop, h_errnop, || {
+        #[cfg(feature = "panic-probe")]
+        panic_probe();
+        let (mapping, mut cursor) = match source::walk() {
+            Ok(w) => w,
+            Err(u) => return Outcome::Unavail(u.errno()),
+        };
+        let snap = mapping.snapshot();
+        if stale(&snap) {
+            return Outcome::Unavail(libc::ESTALE);
+        }
         // SAFETY: arguments forwarded as glibc passed them.
-        with_snapshot(|snap| unsafe { next_entry(snap, &CURSOR, result, buffer, buflen) })
+        let r = unsafe { next_entry(&snap, &mut cursor, result, buffer, buflen) };
+        source::walk_save(&mapping, cursor);
+        r.unwrap_or_else(|e| e)
     })
-}
-
-/// Drives the module's whole lookup path over arbitrary snapshot bytes, without files or
-/// `dlopen`: for the fuzz target and the corruption tests. Not part of the NSS interface.
-#[doc(hidden)]
-pub mod testing {
-    use super::*;
-
-    /// A zeroed `hostent`.
-    fn hostent() -> libc::hostent {
-        libc::hostent {
-            h_name: std::ptr::null_mut(),
-            h_aliases: std::ptr::null_mut(),
-            h_addrtype: 0,
-            h_length: 0,
-            h_addr_list: std::ptr::null_mut(),
-        }
-    }
-
-    /// Calls `f(buffer, len)` with buffers that grow like glibc's (from 0, doubling, at an odd
-    /// offset) until it answers something else than ERANGE.
-    fn grow(mut f: impl FnMut(*mut c_char, usize) -> Outcome) -> Outcome {
-        let mut len = 0usize;
-        loop {
-            let mut store = vec![0u64; len / 8 + 2];
-            // SAFETY: one byte into a buffer of len + 16 bytes leaves len writable bytes.
-            let buf = unsafe { store.as_mut_ptr().cast::<c_char>().add(1) };
-            let o = f(buf, len);
-            if o != Outcome::Erange || len >= 1 << 22 {
-                return o;
-            }
-            len = if len == 0 { 13 } else { len * 2 };
-        }
-    }
-
-    /// Looks up the snapshot's own names (the first 64), `extra` names, their addresses in
-    /// reverse, and enumerates (at most 10 000 entries); every family and entry point.
-    /// Returns how many lookups succeeded. A corrupt snapshot must only ever make this smaller.
-    pub fn exercise(bytes: &[u8], extra: &[&[u8]]) -> usize {
-        let Ok(snap) = Snapshot::parse(bytes) else {
-            return 0;
-        };
-        let mut names: Vec<Vec<u8>> = extra.iter().map(|n| n.to_vec()).collect();
-        for i in 0..snap.len().min(64) {
-            if let Ok(a) = snap.answer(i) {
-                names.push(a.name().to_vec());
-            }
-        }
-        let mut ok = 0;
-        let mut addrs: Vec<(c_int, Vec<u8>)> = Vec::new();
-        for n in &names {
-            let mut c = n.clone();
-            c.retain(|&b| b != 0);
-            c.push(0);
-            let name = c.as_ptr().cast::<c_char>();
-            for af in [libc::AF_INET, libc::AF_INET6] {
-                let mut h = hostent();
-                let (mut ttl, mut canon) = (0i32, std::ptr::null_mut());
-                let o = grow(|b, l| {
-                    // SAFETY: valid name, hostent, buffer of l bytes, out-pointers.
-                    let r = unsafe { by_name(&snap, name, af, &mut h, b, l, &mut ttl, &mut canon) };
-                    let o = r.unwrap_or_else(|e| e);
-                    if o == Outcome::Success {
-                        // SAFETY: on success h points into b, which is alive here.
-                        unsafe { collect(&h, af, &mut addrs) };
-                    }
-                    o
-                });
-                ok += usize::from(o == Outcome::Success);
-            }
-            for caller_storage in [false, true] {
-                let mut first = layout::EMPTY_TUPLE;
-                let o = grow(|b, l| {
-                    let mut pat: *mut GaihAddrTuple = if caller_storage {
-                        &mut first
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    // SAFETY: valid name, pat, buffer of l bytes; NULL ttlp is allowed.
-                    let r = unsafe { by_name4(&snap, name, &mut pat, b, l, std::ptr::null_mut()) };
-                    let o = r.unwrap_or_else(|e| e);
-                    if o == Outcome::Success {
-                        let mut t = pat;
-                        let mut n = 0;
-                        while !t.is_null() && n < 1 << 20 {
-                            // SAFETY: the chain lives in b (or `first`), alive here.
-                            t = unsafe { (*t).next };
-                            n += 1;
-                        }
-                    }
-                    o
-                });
-                ok += usize::from(o == Outcome::Success);
-            }
-        }
-        addrs.truncate(256);
-        addrs.push((libc::AF_INET, vec![10, 0, 0, 1]));
-        addrs.push((libc::AF_INET6, vec![0; 16]));
-        for (af, a) in &addrs {
-            let mut h = hostent();
-            let o = grow(|b, l| {
-                // SAFETY: a is readable for its length; valid hostent and buffer.
-                let r = unsafe {
-                    by_addr(
-                        &snap,
-                        a.as_ptr().cast(),
-                        a.len() as u32,
-                        *af,
-                        &mut h,
-                        b,
-                        l,
-                        std::ptr::null_mut(),
-                    )
-                };
-                r.unwrap_or_else(|e| e)
-            });
-            ok += usize::from(o == Outcome::Success);
-        }
-        let cursor = AtomicUsize::new(0);
-        for _ in 0..10_000 {
-            let mut h = hostent();
-            let o = grow(|b, l| {
-                // SAFETY: valid hostent and buffer.
-                unsafe { next_entry(&snap, &cursor, &mut h, b, l) }.unwrap_or_else(|e| e)
-            });
-            if o != Outcome::Success {
-                break;
-            }
-            ok += 1;
-        }
-        ok
-    }
-
-    /// The fuzz target's body, shared with the corpus replay test. The first byte picks the mode:
-    /// odd, the rest is used as it is (the header checks must refuse it); even, the header's file
-    /// length and checksum are fixed up first, so that the fuzzer explores what lies behind the
-    /// header (offsets, counts, records, strings).
-    pub fn fuzz_one(data: &[u8]) {
-        let Some((&mode, rest)) = data.split_first() else {
-            return;
-        };
-        let mut bytes = rest.to_vec();
-        if mode % 2 == 0 && bytes.len() >= nss_ec2_snapshot::format::HEADER_LEN {
-            let len = bytes.len() as u64;
-            bytes[16..24].copy_from_slice(&len.to_le_bytes());
-            nss_ec2_snapshot::format::seal_header(&mut bytes);
-        }
-        exercise(
-            &bytes,
-            &[
-                b"tphon.ec2",
-                b"1.redis.tphon.ec2",
-                b"nosuch.ec2",
-                b"x.example",
-            ],
-        );
-    }
-
-    /// Copies the addresses of a successful hostent.
-    ///
-    /// # Safety
-    /// `h` must be a hostent filled by this module, its buffer still alive.
-    unsafe fn collect(h: &libc::hostent, af: c_int, out: &mut Vec<(c_int, Vec<u8>)>) {
-        let len = if af == libc::AF_INET { 4 } else { 16 };
-        let mut i = 0;
-        // SAFETY: h_addr_list is NULL-terminated, each entry `len` bytes (per the caller).
-        unsafe {
-            while !(*h.h_addr_list.add(i)).is_null() && out.len() < 1024 {
-                let p = (*h.h_addr_list.add(i)).cast::<u8>();
-                out.push((af, std::slice::from_raw_parts(p, len).to_vec()));
-                i += 1;
-            }
-        }
-    }
 }

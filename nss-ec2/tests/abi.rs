@@ -115,7 +115,8 @@ fn v6(i: usize) -> [u8; 16] {
 }
 
 /// A fleet: group `big` of BIG instances (every 10th with IPv6), `v4only.big.ec2` (one instance,
-/// no IPv6), `v6only.ec2` (one instance without IPv4).
+/// no IPv6), `v6only.ec2` (one instance without IPv4), `noaddr.ec2` (one instance with no
+/// address at all: a public-address fleet's instance without a public IPv4 and without IPv6).
 fn table() -> Table {
     let mut t = Table::default();
     let name = |t: &mut Table, n: &str, kind, members: Vec<u32>| {
@@ -149,6 +150,15 @@ fn table() -> Table {
             aliases: if i == 0 { vec![first] } else { vec![] },
         });
     }
+    let none = t.instances.len() as u32;
+    let n = name(&mut t, "i-noaddr.ec2", Kind::Instance, vec![none]);
+    name(&mut t, "noaddr.ec2", Kind::Group, vec![none]);
+    t.instances.push(Instance {
+        name: n,
+        v4: None,
+        v6: vec![],
+        aliases: vec![],
+    });
     t
 }
 
@@ -402,11 +412,9 @@ fn gethostbyname3_r_canonical_name_and_ttl() {
     assert_eq!(s, SUCCESS);
     assert_eq!(ttl, 42);
     assert_eq!(canon, h.h_name);
-    // SAFETY: canon points into buf.
-    assert_eq!(
-        unsafe { CStr::from_ptr(canon) }.to_str().unwrap(),
-        "1.big.ec2"
-    );
+    // SAFETY: canon points into buf, a NUL-terminated name.
+    let canon_name = unsafe { CStr::from_ptr(canon) };
+    assert_eq!(canon_name.to_str().unwrap(), "1.big.ec2");
     // NULL ttlp / canonp are fine.
     // SAFETY: as above.
     let s = unsafe {
@@ -610,11 +618,13 @@ fn gethostbyname4_r_both_families_null_and_caller_pat() {
             }
         }
     }
-    // A name without addresses of either family cannot exist, but unknown and foreign names:
+    // A name with no address of either family is "no data" (getaddrinfo: EAI_NODATA), never
+    // SUCCESS with no tuple; unknown and foreign names as for the other entry points.
     let mut buf = Buf::new(0, 1024);
     for (n, want) in [
-        ("nosuch.ec2", (NOTFOUND, HOST_NOT_FOUND)),
-        ("x.example", (UNAVAIL, NO_RECOVERY)),
+        ("noaddr.ec2", (NOTFOUND, libc::ENOENT, NO_DATA)),
+        ("nosuch.ec2", (NOTFOUND, libc::ENOENT, HOST_NOT_FOUND)),
+        ("x.example", (UNAVAIL, libc::ENOENT, NO_RECOVERY)),
     ] {
         let n = cname(n);
         let mut pat: *mut Tuple = std::ptr::null_mut();
@@ -631,7 +641,8 @@ fn gethostbyname4_r_both_families_null_and_caller_pat() {
                 std::ptr::null_mut(),
             )
         };
-        assert_eq!((s, he), want);
+        assert_eq!((s, e, he), want, "{n:?}");
+        assert!(pat.is_null(), "{n:?}: no tuple written");
     }
 }
 

@@ -1,4 +1,4 @@
-//! From EC2 instances to names: the rules of `spec/names.md`.
+//! From EC2 instances to names: the rules of README.md, "How names work".
 //!
 //! * live = state `running`; ready = live and carrying the configured ready tag (if any).
 //! * `G.D` / `S.G.D`: ready instances of group `G` (that list service `S`), in launch order

@@ -25,9 +25,25 @@
 //! | hash      | 4 B: name index + 1, 0 = empty; open addressing, linear probing         |
 //! | rev4      | 8 B: IPv4 [4], instance index u32; sorted by address                    |
 //! | rev6      | 20 B: IPv6 [16], instance index u32; sorted by address                  |
+//!
+//! What a file may hold, so that the work of any lookup is bounded by the file whatever its bytes
+//! (the writer never makes anything else, the reader treats anything else as [`Corrupt`]):
+//!
+//! * a name's members are distinct instances: at most `instances` of them;
+//! * an instance has at most [`MAX_V6_PER_INSTANCE`] IPv6 addresses, and the instances behind one
+//!   name have at most as many IPv6 addresses together as the `ipv6` section holds (their ranges
+//!   are disjoint);
+//! * an instance has at most `names` aliases, and their strings together are no longer than the
+//!   `strings` section;
+//! * a name is at most 253 bytes long.
+//!
+//! So one answer has at most `instances` + `ipv6` addresses and one lookup reads O(`instances` +
+//! `ipv6` + `aliases`) records; a whole enumeration reads each member record at most once per
+//! family (see [`Snapshot::member_records`]).
 
 use crate::hash::{fnv1a, normalize_query, slot, MAX_NAME};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// File magic: a high byte first so text tools and mangled transfers are caught.
 pub const MAGIC: [u8; 8] = *b"\x89EC2SNAP";
@@ -53,6 +69,10 @@ const RECORD: [usize; N_SECTIONS] = [1, 16, 4, 32, 16, 4, 4, 8, 20];
 
 /// Hash probes a reader will make before it gives up, whatever the header says.
 const PROBE_CAP: u32 = 64;
+
+/// The most IPv6 addresses an instance keeps in a snapshot. EC2 allows at most 50 on a network
+/// interface; the writer keeps the first 64 of an instance's list, the reader refuses more.
+pub const MAX_V6_PER_INSTANCE: usize = 64;
 
 /// What a name stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -176,7 +196,9 @@ impl Table {
             return Err(EncodeError("domain must be 1 to 253 bytes".into()));
         }
         let mut seen = std::collections::HashSet::with_capacity(n_names);
-        for n in &self.names {
+        // `member_of[i]` = 1 + the index of the last name that listed instance i.
+        let mut member_of = vec![0usize; n_inst];
+        for (idx, n) in self.names.iter().enumerate() {
             if n.name.is_empty() || n.name.len() > MAX_NAME {
                 return Err(EncodeError(format!("name {:?} has a bad length", n.name)));
             }
@@ -189,10 +211,25 @@ impl Table {
             if let Some(&m) = n.members.iter().find(|&&m| m as usize >= n_inst) {
                 return Err(EncodeError(format!("{:?} names instance {m}", n.name)));
             }
+            for &m in &n.members {
+                if std::mem::replace(&mut member_of[m as usize], idx + 1) == idx + 1 {
+                    return Err(EncodeError(format!(
+                        "{:?} lists instance {m} twice",
+                        n.name
+                    )));
+                }
+            }
         }
-        for i in &self.instances {
+        // `alias_of[n]` = 1 + the index of the last instance that had name n as an alias.
+        let mut alias_of = vec![0usize; n_names];
+        for (idx, i) in self.instances.iter().enumerate() {
             if i.name as usize >= n_names || i.aliases.iter().any(|&a| a as usize >= n_names) {
                 return Err(EncodeError("instance refers to a missing name".into()));
+            }
+            for &a in &i.aliases {
+                if std::mem::replace(&mut alias_of[a as usize], idx + 1) == idx + 1 {
+                    return Err(EncodeError(format!("instance {idx} lists alias {a} twice")));
+                }
             }
         }
 
@@ -225,18 +262,19 @@ impl Table {
         let mut rev4 = Vec::new();
         let mut rev6 = Vec::new();
         for (idx, i) in self.instances.iter().enumerate() {
+            let v6 = &i.v6[..i.v6.len().min(MAX_V6_PER_INSTANCE)];
             let rec = &mut sec[S_INSTANCES];
             rec.extend_from_slice(&i.name.to_le_bytes());
             rec.extend_from_slice(&u32::from(i.v4.is_some()).to_le_bytes());
             rec.extend_from_slice(&i.v4.unwrap_or_default());
             rec.extend_from_slice(&u32_of(v6_at, "ipv6")?.to_le_bytes());
-            rec.extend_from_slice(&u32_of(i.v6.len(), "ipv6")?.to_le_bytes());
+            rec.extend_from_slice(&u32_of(v6.len(), "ipv6")?.to_le_bytes());
             rec.extend_from_slice(&u32_of(alias_at, "aliases")?.to_le_bytes());
             rec.extend_from_slice(&u32_of(i.aliases.len(), "aliases")?.to_le_bytes());
             rec.extend_from_slice(&0u32.to_le_bytes());
-            v6_at += i.v6.len();
+            v6_at += v6.len();
             alias_at += i.aliases.len();
-            for a in &i.v6 {
+            for a in v6 {
                 sec[S_V6].extend_from_slice(a);
                 rev6.push((*a, idx as u32));
             }
@@ -362,6 +400,8 @@ pub struct Snapshot<'a> {
     sections: [Section; N_SECTIONS],
     hash_bits: u32,
     max_probe: u32,
+    /// Test instrumentation ([`Snapshot::metered`]); `None` in the module.
+    meter: Option<&'a AtomicU64>,
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u32> {
@@ -473,7 +513,37 @@ impl<'a> Snapshot<'a> {
             sections,
             hash_bits: slots.trailing_zeros(),
             max_probe: r32(60).clamp(1, PROBE_CAP),
+            meter: None,
         })
+    }
+
+    /// Test instrumentation: the same snapshot, adding to `meter` one step per record read, hash
+    /// probe, binary-search round and address handed out, so that tests can assert the work of
+    /// every call is bounded by the file's counts. The module never meters.
+    #[doc(hidden)]
+    pub fn metered(self, meter: &'a AtomicU64) -> Snapshot<'a> {
+        Snapshot {
+            meter: Some(meter),
+            ..self
+        }
+    }
+
+    #[inline(always)]
+    fn step(&self, n: usize) {
+        if let Some(m) = self.meter {
+            m.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Number of records of section `k`.
+    fn records(&self, k: usize) -> usize {
+        self.sections[k].len / RECORD[k]
+    }
+
+    /// Number of member records: a legitimate file's names have disjoint member ranges, so a
+    /// whole enumeration (both families) reads at most twice this many members.
+    pub fn member_records(&self) -> usize {
+        self.records(S_MEMBERS)
     }
 
     /// The decoded header.
@@ -493,6 +563,7 @@ impl<'a> Snapshot<'a> {
     }
 
     fn record(&self, k: usize, idx: usize) -> Result<&'a [u8], Corrupt> {
+        self.step(1);
         let size = RECORD[k];
         let start = idx.checked_mul(size).ok_or(Corrupt("index overflows"))?;
         self.section(k)
@@ -516,6 +587,7 @@ impl<'a> Snapshot<'a> {
         let slots = 1usize << self.hash_bits;
         let mut s = slot(fnv1a(name), self.hash_bits);
         for _ in 0..self.max_probe {
+            self.step(1);
             let v = le32(self.section(S_HASH), s * 4).ok_or(Corrupt("hash slot"))?;
             if v == 0 {
                 return Ok(Find::NotFound);
@@ -551,10 +623,18 @@ impl<'a> Snapshot<'a> {
         let kind = Kind::from_u8(r[6]).ok_or(Corrupt("bad name kind"))?;
         let first = le32(r, 8).unwrap_or(0) as usize;
         let count = le32(r, 12).unwrap_or(0) as usize;
+        // Names are at most 253 bytes (the writer refuses longer ones).
+        if len > MAX_NAME {
+            return Err(Corrupt("name too long"));
+        }
         let name = off
             .checked_add(len)
             .and_then(|end| self.bytes.get(off..end))
             .ok_or(Corrupt("name out of bounds"))?;
+        // Members are distinct instances: more than there are instances is not a snapshot.
+        if count > self.header.instances as usize {
+            return Err(Corrupt("more members than instances"));
+        }
         let members = first
             .checked_mul(4)
             .and_then(|s| Some((s, s.checked_add(count.checked_mul(4)?)?)))
@@ -589,6 +669,13 @@ impl<'a> Snapshot<'a> {
             let e = s.checked_add(count.checked_mul(size)?)?;
             self.section(k).get(s..e)
         };
+        if f(16) > MAX_V6_PER_INSTANCE {
+            return Err(Corrupt("too many IPv6 addresses"));
+        }
+        // Aliases are distinct names.
+        if f(24) > self.header.names as usize {
+            return Err(Corrupt("more aliases than names"));
+        }
         let v6 = span(S_V6, f(12), f(16)).ok_or(Corrupt("ipv6 out of bounds"))?;
         let aliases = span(S_ALIASES, f(20), f(24)).ok_or(Corrupt("aliases out of bounds"))?;
         Ok(InstanceRef {
@@ -614,19 +701,23 @@ impl<'a> Snapshot<'a> {
         let sec = self.section(k);
         let size = RECORD[k];
         let alen = addr.len();
-        let key = |i: usize| &sec[i * size..i * size + alen];
+        // Record i's address; the section's length is a whole number of records (parse()), so
+        // this is always Some for i < n, and a miss (never taken) reads as "not found".
+        let key = |i: usize| sec.get(i * size..i * size + alen);
+        let n = sec.len() / size;
         // Lower bound by binary search: at most log2(n)+1 rounds, whatever the bytes say.
-        let (mut lo, mut hi) = (0usize, sec.len() / size);
+        let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
+            self.step(1);
             let mid = lo + (hi - lo) / 2;
-            if key(mid) < addr {
+            if key(mid).ok_or(Corrupt("reverse record"))? < addr {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        if lo < sec.len() / size && key(lo) == addr {
-            let inst = le32(sec, lo * size + alen).unwrap_or(u32::MAX) as usize;
+        if lo < n && key(lo) == Some(addr) {
+            let inst = le32(sec, lo * size + alen).ok_or(Corrupt("reverse record"))? as usize;
             return self.instance(inst).map(Some);
         }
         Ok(None)
@@ -657,11 +748,16 @@ impl<'a> Answer<'a> {
             .map(move |c| snap.instance(u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize))
     }
 
-    /// Number of addresses of `family` behind the name.
+    /// Number of addresses of `family` behind the name. The members of a name are distinct
+    /// instances whose IPv6 ranges are disjoint, so together they cannot have more IPv6
+    /// addresses than the file holds: a name that claims more is corrupt.
     pub fn count(&self, family: Family) -> Result<usize, Corrupt> {
         let mut n = 0usize;
         for m in self.members() {
             n += m?.count(family);
+        }
+        if family == Family::V6 && n > self.snap.records(S_V6) {
+            return Err(Corrupt("more IPv6 addresses than the file holds"));
         }
         Ok(n)
     }
@@ -686,6 +782,7 @@ impl<'a> InstanceRef<'a> {
 
     /// Calls `f` with every address of `family`.
     pub fn for_each_addr(&self, family: Family, mut f: impl FnMut(&[u8])) {
+        self.snap.step(self.count(family));
         match family {
             Family::V4 => {
                 if let Some(a) = &self.v4 {
@@ -699,6 +796,20 @@ impl<'a> InstanceRef<'a> {
     /// The `I.D` name: the canonical name of reverse lookups.
     pub fn name(&self) -> Result<&'a [u8], Corrupt> {
         Ok(self.snap.answer(self.name as usize)?.name)
+    }
+
+    /// Number of aliases, each checked. An instance's aliases are distinct names, so their
+    /// strings together fit in the strings section: an instance that claims more is corrupt.
+    pub fn alias_count(&self) -> Result<usize, Corrupt> {
+        let (mut n, mut bytes) = (0usize, 0usize);
+        for a in self.aliases() {
+            bytes += a?.len();
+            n += 1;
+        }
+        if bytes > self.snap.sections[S_STRINGS].len {
+            return Err(Corrupt("aliases longer than the strings section"));
+        }
+        Ok(n)
     }
 
     /// The numbered names that single this instance out.
@@ -829,6 +940,137 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(Snapshot::parse(&longer).is_err());
+    }
+
+    fn put32(b: &mut [u8], at: usize, v: u32) {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Offset of record `i` of section `k`.
+    fn rec(b: &[u8], k: usize, i: usize) -> usize {
+        le32(b, SECTIONS_AT + k * 8).unwrap() as usize + i * RECORD[k]
+    }
+
+    #[test]
+    fn the_writer_keeps_at_most_64_ipv6_addresses_per_instance() {
+        let mut t = small();
+        t.instances[0].v6 = (0..70u8)
+            .map(|k| [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, k])
+            .collect();
+        let bytes = t.encode(&meta()).unwrap();
+        let s = Snapshot::parse(&bytes).unwrap();
+        let Find::Found(a) = s.find(b"1.tphon.ec2").unwrap() else {
+            panic!("not found")
+        };
+        assert_eq!(a.count(Family::V6).unwrap(), MAX_V6_PER_INSTANCE);
+        assert_eq!(addrs(&a, Family::V6)[63][15], 63);
+        let mut last = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 63];
+        assert!(s.reverse_v6(last).unwrap().is_some());
+        last[15] = 64;
+        assert!(
+            s.reverse_v6(last).unwrap().is_none(),
+            "dropped addresses are not kept"
+        );
+    }
+
+    #[test]
+    fn the_writer_refuses_repeated_members_and_aliases() {
+        let mut t = small();
+        t.names[0].members = vec![0, 1, 0];
+        assert!(t.encode(&meta()).is_err());
+        let mut t = small();
+        t.instances[0].aliases = vec![1, 1];
+        assert!(t.encode(&meta()).is_err());
+        // The same instance behind several names, and one alias on several instances, is fine.
+        let mut t = small();
+        t.instances[1].aliases = vec![1];
+        assert!(t.encode(&meta()).is_ok());
+    }
+
+    /// Records that claim more than a legitimate file can hold are corrupt, so that no lookup
+    /// works beyond the file: more members than instances, more IPv6 addresses than an instance
+    /// keeps or than the file holds behind one name, more aliases than names or alias strings
+    /// longer than the strings section.
+    #[test]
+    fn the_reader_refuses_records_beyond_the_limits() {
+        let good = small().encode(&meta()).unwrap();
+        let tphon = |b: &[u8]| -> Result<(), Corrupt> {
+            let s = Snapshot::parse(b).unwrap();
+            match s.find(b"tphon.ec2")? {
+                Find::Found(a) => a.count(Family::V4).and(a.count(Family::V6)).map(|_| ()),
+                _ => panic!("tphon.ec2 not found"),
+            }
+        };
+        assert!(tphon(&good).is_ok());
+        // tphon.ec2 with 3 members (of 2 instances): members 0, 1 and 0 of the next name.
+        let mut b = good.clone();
+        put32(&mut b, rec(&good, S_NAMES, 0) + 12, 3);
+        assert_eq!(tphon(&b), Err(Corrupt("more members than instances")));
+        // Instance 0 with 65 IPv6 addresses, and with the file's only one twice (both members
+        // pointing at instance 0).
+        let mut b = good.clone();
+        put32(&mut b, rec(&good, S_INSTANCES, 0) + 16, 65);
+        assert_eq!(tphon(&b), Err(Corrupt("too many IPv6 addresses")));
+        let mut b = good.clone();
+        put32(&mut b, rec(&good, S_MEMBERS, 1), 0);
+        assert_eq!(
+            tphon(&b),
+            Err(Corrupt("more IPv6 addresses than the file holds"))
+        );
+        // Aliases: 5 of 4 names; or one alias whose string is longer than the strings section.
+        let s = Snapshot::parse(&good).unwrap();
+        assert_eq!(
+            s.reverse_v4([10, 0, 0, 1]).unwrap().unwrap().alias_count(),
+            Ok(1)
+        );
+        let mut b = good.clone();
+        put32(&mut b, rec(&good, S_INSTANCES, 0) + 24, 5);
+        let s = Snapshot::parse(&b).unwrap();
+        assert_eq!(
+            s.reverse_v4([10, 0, 0, 1]).err(),
+            Some(Corrupt("more aliases than names"))
+        );
+        let mut b = good.clone();
+        let name1 = rec(&good, S_NAMES, 1);
+        put32(&mut b, name1, 0);
+        // The alias's string: the file's first 253 bytes, longer than the whole strings section.
+        b[name1 + 4..name1 + 6].copy_from_slice(&253u16.to_le_bytes());
+        assert!(le32(&good, SECTIONS_AT + S_STRINGS * 8 + 4).unwrap() < 253);
+        let s = Snapshot::parse(&b).unwrap();
+        assert_eq!(
+            s.reverse_v4([10, 0, 0, 1]).unwrap().unwrap().alias_count(),
+            Err(Corrupt("aliases longer than the strings section"))
+        );
+    }
+
+    #[test]
+    fn a_name_longer_than_253_bytes_is_corrupt() {
+        let good = small().encode(&meta()).unwrap();
+        let mut b = good.clone();
+        let name0 = rec(&good, S_NAMES, 0);
+        b[name0 + 4..name0 + 6].copy_from_slice(&254u16.to_le_bytes());
+        let s = Snapshot::parse(&b).unwrap();
+        assert_eq!(s.answer(0).err(), Some(Corrupt("name too long")));
+    }
+
+    #[test]
+    fn a_metered_snapshot_counts_its_reads() {
+        let bytes = small().encode(&meta()).unwrap();
+        let meter = AtomicU64::new(0);
+        let s = Snapshot::parse(&bytes).unwrap().metered(&meter);
+        let Find::Found(a) = s.find(b"tphon.ec2").unwrap() else {
+            panic!("not found")
+        };
+        let probes_and_name = meter.swap(0, Ordering::Relaxed);
+        assert!((2..=4).contains(&probes_and_name), "{probes_and_name}");
+        a.count(Family::V4).unwrap();
+        assert_eq!(meter.swap(0, Ordering::Relaxed), 2, "two member records");
+        addrs(&a, Family::V4);
+        assert_eq!(
+            meter.swap(0, Ordering::Relaxed),
+            2 + 1,
+            "two members, one address"
+        );
     }
 
     #[test]

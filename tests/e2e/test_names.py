@@ -293,7 +293,7 @@ def test_max_age(fleet, host):
     import time
 
     fleet.launch()
-    host.configure(max_age=1)
+    host.configure(max_age=1, interval=1)  # max_age may not be below interval
     host.refresh()
     assert host.hosts("tphon.ec2")[0] == 0
     time.sleep(2.5)
