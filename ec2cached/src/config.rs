@@ -137,12 +137,15 @@ impl Config {
             return Err(err(Some("interval"), "must be 1 to 86400 seconds".into()));
         }
         let max_age = raw.max_age.unwrap_or(0);
-        if max_age != 0 && max_age < interval {
+        // A poll starts up to 1.1 × interval after the last one started and takes a while:
+        // with less than 2 × interval, a healthy daemon's snapshot would go stale between polls.
+        if max_age != 0 && u64::from(max_age) < 2 * u64::from(interval) {
             return Err(err(
                 Some("max_age"),
                 format!(
-                    "must be 0 (no limit) or at least `interval` ({interval} s): the snapshot \
-                     would go stale between two polls"
+                    "must be 0 (no limit) or at least 2 × `interval` ({} s): the snapshot would \
+                     go stale between two healthy polls",
+                    2 * u64::from(interval)
                 ),
             ));
         }
@@ -261,11 +264,16 @@ max_age         = 3600
     }
 
     #[test]
-    fn max_age_is_none_or_at_least_the_interval() {
-        assert_eq!(parse("interval = 60\nmax_age = 60").unwrap().max_age, 60);
+    fn max_age_is_none_or_at_least_twice_the_interval() {
+        assert_eq!(parse("interval = 60\nmax_age = 120").unwrap().max_age, 120);
         assert_eq!(parse("interval = 60\nmax_age = 0").unwrap().max_age, 0);
-        assert_eq!(parse("max_age = 30").unwrap().max_age, 30);
-        assert!(parse("interval = 60\nmax_age = 59").is_err());
+        assert_eq!(parse("max_age = 60").unwrap().max_age, 60);
+        let e = parse("interval = 60\nmax_age = 119").unwrap_err();
+        assert!(
+            e.starts_with("/etc/x.toml: key `max_age`: must be 0 (no limit) or at least 2 × `interval` (120 s)"),
+            "{e}"
+        );
+        assert!(parse("max_age = 59").is_err());
     }
 
     #[test]
@@ -300,9 +308,9 @@ max_age         = 3600
             ("max_age = -1", "/etc/x.toml: key `max_age`: invalid value"),
             (
                 "interval = 60\nmax_age = 59",
-                "/etc/x.toml: key `max_age`: must be 0 (no limit) or at least `interval` (60 s)",
+                "/etc/x.toml: key `max_age`: must be 0 (no limit) or at least 2 × `interval` (120 s)",
             ),
-            ("max_age = 29", "/etc/x.toml: key `max_age`: must be 0"),
+            ("max_age = 59", "/etc/x.toml: key `max_age`: must be 0"),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap_err();

@@ -67,7 +67,23 @@ impl Unusable {
             | libc::ENXIO
             | libc::ENODEV
             | libc::EISDIR => Unusable::Untrusted,
-            e => Unusable::Transient(e),
+            e => Unusable::of_other(e),
+        }
+    }
+
+    /// Any other failure: transient only when it says so (out of descriptors or memory, try
+    /// again, interrupted), which keeps the mapping a process has; anything else (EIO, an NFS
+    /// ESTALE, EOVERFLOW, ...) describes the file and is not served around.
+    fn of_other(e: c_int) -> Unusable {
+        match e {
+            libc::EMFILE
+            | libc::ENFILE
+            | libc::ENOMEM
+            | libc::EAGAIN
+            | libc::EINTR
+            | libc::ENOBUFS => Unusable::Transient(e),
+            libc::EACCES | libc::EPERM | libc::ENODEV => Unusable::Untrusted,
+            _ => Unusable::Corrupt,
         }
     }
 }
@@ -308,7 +324,7 @@ fn fstat(fd: &Fd) -> Result<libc::stat, Unusable> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd is open and st is a valid out-pointer.
     if unsafe { libc::fstat(fd.0, &mut st) } != 0 {
-        return Err(Unusable::Transient(last_errno()));
+        return Err(Unusable::of_other(last_errno()));
     }
     Ok(st)
 }
@@ -379,6 +395,11 @@ fn open_retrying(open: impl Fn() -> c_int) -> Result<Fd, Unusable> {
 /// the file is then opened in, whatever symlinks led there), and the file is opened relative to
 /// it without following a symlink, then checked through its own descriptor.
 fn open(p: &CStr) -> Result<Mapping, Unusable> {
+    // Only absolute paths: a relative NSS_EC2_SNAPSHOT would name a different file in every
+    // working directory.
+    if p.to_bytes().first() != Some(&b'/') {
+        return Err(Unusable::Untrusted);
+    }
     let mut buf = [0u8; PATH_MAX];
     let (dir, name) = split(p, &mut buf).ok_or(Unusable::Missing)?;
     // SAFETY: dir is NUL-terminated. O_PATH needs only search permission on the directory.
@@ -424,7 +445,7 @@ fn open(p: &CStr) -> Result<Mapping, Unusable> {
         )
     };
     if ptr == libc::MAP_FAILED {
-        return Err(Unusable::Transient(last_errno()));
+        return Err(Unusable::of_other(last_errno()));
     }
     // SAFETY: the mapping is `len` readable bytes and stays mapped until the Mapping that owns
     // it is dropped; the 'static slice never leaves the Mapping except reborrowed via &self.

@@ -293,10 +293,10 @@ def test_max_age(fleet, host):
     import time
 
     fleet.launch()
-    host.configure(max_age=1, interval=1)  # max_age may not be below interval
+    host.configure(max_age=2, interval=1)  # max_age may not be below 2 × interval
     host.refresh()
     assert host.hosts("tphon.ec2")[0] == 0
-    time.sleep(2.5)
+    time.sleep(3.5)
     assert host.hosts("tphon.ec2")[0] == 2
     code, _, _ = host.getent("hosts", "localhost", services="ec2 [UNAVAIL=return] files")
     assert code == 2, "expired is UNAVAIL"

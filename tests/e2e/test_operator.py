@@ -176,7 +176,7 @@ def test_ready_only_once_names_resolve(fleet, host, tmp_path, moto_url):
             stop(d)
         # ... unless it is past its max_age (the module would answer UNAVAIL): then not ready.
         proxy.fault = None
-        host.configure(api_timeout=1, interval=2, max_age=2)
+        host.configure(api_timeout=1, interval=1, max_age=2)
         host.refresh()
         time.sleep(3.5)
         assert host.hosts("redis.tphon.ec2")[0] == 2, "an expired snapshot still answers"
