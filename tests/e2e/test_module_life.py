@@ -19,6 +19,14 @@ import pytest
 from conftest import LIBDIR, Host
 from snapfile import Snap, fleet_json, fleets, hostile
 
+# Python run in a child process: NSS limited to `ec2`, and glibc's struct hostent.
+HOSTENT = """libc = ctypes.CDLL(None)
+assert libc.__nss_configure_lookup(b"hosts", b"ec2") == 0
+class HostEnt(ctypes.Structure):
+    _fields_ = [("h_name", ctypes.c_char_p), ("h_aliases", ctypes.c_void_p), ("h_addrtype", ctypes.c_int),
+                ("h_length", ctypes.c_int), ("h_addr_list", ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)))]
+"""
+
 PROBE_LIBDIR = os.environ.get("NSS_EC2_PROBE_LIBDIR")
 
 UNAVAIL, SUCCESS = -1, 1
@@ -212,12 +220,7 @@ def test_a_publish_during_an_enumeration_changes_nothing_in_its_listing(h):
     snap = live / "hosts.snap"
     code = f"""
 import ctypes, json, os, socket, time
-libc = ctypes.CDLL(None)
-assert libc.__nss_configure_lookup(b"hosts", b"ec2") == 0
-class HostEnt(ctypes.Structure):
-    _fields_ = [("h_name", ctypes.c_char_p), ("h_aliases", ctypes.c_void_p), ("h_addrtype", ctypes.c_int),
-                ("h_length", ctypes.c_int), ("h_addr_list", ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)))]
-libc.gethostent.restype = ctypes.POINTER(HostEnt)
+{HOSTENT}libc.gethostent.restype = ctypes.POINTER(HostEnt)
 def entry():
     p = libc.gethostent()
     if not p:
@@ -418,10 +421,12 @@ static long done[2];
 static int cpu = -1, denied, unpinned;
 static void *loop(void *arg) {
     long id = (long)arg;
-    cpu_set_t one; CPU_ZERO(&one); CPU_SET(cpu, &one);
-    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one)) { unpinned = 1; return 0; }
+    /* Priority first, then the CPU: a thread that moved to the CPU before becoming real-time
+       could wait forever behind the other, already real-time, one. */
     struct sched_param p = { .sched_priority = id ? 20 : 10 };
     if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &p)) { denied = 1; return 0; }
+    cpu_set_t one; CPU_ZERO(&one); CPU_SET(cpu, &one);
+    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one)) { unpinned = 1; return 0; }
     struct timespec nap = { 0, 50000 };
     char buf[1024]; struct hostent h; int e, he;
     while (!stop) {
@@ -440,7 +445,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < CPU_SETSIZE && cpu < 0; c++) if (CPU_ISSET(c, &mine)) cpu = c;
     pthread_t t[2];
     for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, loop, (void *)i);
-    struct timespec run = { 0, 500000000 };
+    struct timespec run = { 1, 0 };
     nanosleep(&run, 0);
     stop = 1;
     for (int i = 0; i < 2; i++) pthread_join(t[i], 0);
@@ -453,7 +458,7 @@ int main(int argc, char **argv) {
     exe = tmp_path / "rt"
     subprocess.run(["cc", "-O2", "-pthread", "-o", str(exe), str(src), "-ldl"], check=True)
     # Both threads on the first CPU this process may use; the main thread, a normal one free to
-    # run elsewhere, stops them after 0.5 s.
+    # run elsewhere, stops them after 1 s.
     r = subprocess.run([str(exe), os.path.join(LIBDIR, "libnss_ec2.so.2")], env=h.env(),
                        capture_output=True, text=True, timeout=30)
     if r.returncode == 77:
@@ -482,12 +487,7 @@ def test_res_options_inet6_gethostbyname_and_gethostbyname2(h):
     snapshot(h, "a", fleets(fleet_json(2, v6=1), fleet_json(1, group="v4", net="10.9")))
     code = """
 import ctypes, json, socket
-libc = ctypes.CDLL(None)
-assert libc.__nss_configure_lookup(b"hosts", b"ec2") == 0
-class HostEnt(ctypes.Structure):
-    _fields_ = [("h_name", ctypes.c_char_p), ("h_aliases", ctypes.c_void_p), ("h_addrtype", ctypes.c_int),
-                ("h_length", ctypes.c_int), ("h_addr_list", ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte)))]
-libc.gethostbyname.restype = ctypes.POINTER(HostEnt)
+""" + HOSTENT + """libc.gethostbyname.restype = ctypes.POINTER(HostEnt)
 libc.gethostbyname2.restype = ctypes.POINTER(HostEnt)
 libc.__h_errno_location.restype = ctypes.POINTER(ctypes.c_int)
 def show(p):
