@@ -18,7 +18,6 @@ use nss_ec2_snapshot::{Answer, Corrupt, Family, Find, InstanceRef, Snapshot};
 use source::Cursor;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 const NSS_STATUS_TRYAGAIN: c_int = -2;
 const NSS_STATUS_UNAVAIL: c_int = -1;
@@ -73,10 +72,9 @@ fn errno_location() -> *mut c_int {
 static CONSTRUCTOR: extern "C" fn() = constructor;
 
 extern "C" fn constructor() {
-    static DONE: AtomicBool = AtomicBool::new(false);
     // The crate's rlib (its tests, the fuzz target) carries the same entry into the programs it
     // is linked into: there the program's panics must keep their messages.
-    if !in_shared_object() || DONE.swap(true, Ordering::AcqRel) {
+    if !in_shared_object() {
         return;
     }
     let _ = catch_unwind(|| {

@@ -491,25 +491,18 @@ pub fn current() -> Result<Arc<Mapping>, Unusable> {
         return held.ok_or(failure);
     }
     let p = path();
-    if let Some(m) = held {
+    if let Some(m) = &held {
         if lstat_path(p).is_some_and(|st| m.ident == Ident::of(&st)) {
             with_state(|s| s.checked_at = now);
-            return Ok(m);
+            return Ok(Arc::clone(m));
         }
-        return match open(p) {
-            Ok(fresh) => Ok(install(Arc::new(fresh), now)),
-            // Out of descriptors or memory: keep answering from what we have, look again at
-            // the next re-check.
-            Err(Unusable::Transient(_)) => Ok(m),
-            Err(u) => {
-                fail(u, now);
-                Err(u)
-            }
-        };
     }
-    match open(p) {
-        Ok(fresh) => Ok(install(Arc::new(fresh), now)),
-        Err(u) => {
+    match (open(p), held) {
+        (Ok(fresh), _) => Ok(install(Arc::new(fresh), now)),
+        // Out of descriptors or memory: keep answering from what we have, look again at the
+        // next re-check.
+        (Err(Unusable::Transient(_)), Some(m)) => Ok(m),
+        (Err(u), _) => {
             fail(u, now);
             Err(u)
         }
