@@ -46,7 +46,88 @@ struct Raw {
     address: Option<Address>,
     max_age: Option<u32>,
     api_timeout: Option<u32>,
+    publish: Option<RawPublish>,
+    follow: Option<RawFollow>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    url: String,
+    signing_key: PathBuf,
+    republish_after: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollow {
+    url: Option<String>,
+    trusted_keys: Option<Vec<String>>,
+    max_size: Option<u64>,
+}
+
+/// An S3 object, `s3://BUCKET/KEY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl S3Url {
+    /// Reads `s3://BUCKET/KEY`.
+    pub fn parse(text: &str) -> Result<S3Url, String> {
+        let bad = || format!("{text:?} is not s3://BUCKET/KEY");
+        let (bucket, key) = text
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .ok_or_else(bad)?;
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !bucket_ok || key.is_empty() || key.len() > 1024 {
+            return Err(bad());
+        }
+        Ok(S3Url {
+            bucket: bucket.into(),
+            key: key.into(),
+        })
+    }
+}
+
+/// `[publish]`: where a poller uploads each good sweep, signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publish {
+    /// The object.
+    pub url: S3Url,
+    /// The secret key file `ec2cached keygen` wrote.
+    pub signing_key: PathBuf,
+    /// Seconds after which an unchanged fleet is uploaded again, so that followers' `max_age`
+    /// counts from a recent sweep.
+    pub republish_after: u32,
+}
+
+/// `[follow]`: this host installs what a poller published instead of polling EC2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Follow {
+    /// The object to follow; `None`: snapshots arrive by `ec2cached install` only.
+    pub url: Option<S3Url>,
+    /// Keys a snapshot must be signed by (empty: `install` accepts unsigned files).
+    pub trusted_keys: Vec<ed25519_dalek::VerifyingKey>,
+    /// The largest object accepted, in bytes.
+    pub max_size: u64,
+}
+
+/// Default `[follow] max_size`: 64 MiB, about four times a 100 000-instance snapshot.
+pub const DEFAULT_MAX_SIZE: u64 = 64 << 20;
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +153,10 @@ pub struct Config {
     pub api_timeout: u32,
     /// The naming rules.
     pub rules: Rules,
+    /// `[publish]`, on a poller that uploads to S3.
+    pub publish: Option<Publish>,
+    /// `[follow]`, on a host that follows a poller instead of polling.
+    pub follow: Option<Follow>,
 }
 
 impl Config {
@@ -102,6 +187,9 @@ impl Config {
             what,
         };
         let de = toml::Deserializer::parse(text).map_err(|e| err(None, one_line(e.message())))?;
+        let toml_keys: Vec<String> = toml::from_str::<toml::Table>(text)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
         let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let msg = one_line(e.inner().message());
@@ -179,6 +267,106 @@ impl Config {
                 ));
             }
         }
+        if raw.follow.is_some() {
+            // A follower's names, regions and max_age are the poller's, carried in the snapshot.
+            const POLLER_ONLY: [&str; 8] = [
+                "regions",
+                "max_age",
+                "api_timeout",
+                "security_groups",
+                "ready_tag",
+                "service_tag",
+                "address",
+                "publish",
+            ];
+            if let Some(k) = POLLER_ONLY
+                .iter()
+                .find(|k| toml_keys.iter().any(|t| t == *k))
+            {
+                return Err(err(
+                    Some(k),
+                    "not allowed with [follow]: a follower takes its names, regions and max_age \
+                     from the poller that signed the snapshot (set it in the poller's config)"
+                        .into(),
+                ));
+            }
+        }
+        let publish = match raw.publish {
+            None => None,
+            Some(p) => {
+                let url = S3Url::parse(&p.url).map_err(|e| err(Some("publish.url"), e))?;
+                if max_age != 0 && u64::from(max_age) < 4 * u64::from(interval) {
+                    return Err(err(
+                        Some("max_age"),
+                        format!(
+                            "must be 0 (no limit) or at least 4 × `interval` ({} s) with \
+                             [publish]: followers check every interval too, and would go stale \
+                             between healthy polls",
+                            4 * u64::from(interval)
+                        ),
+                    ));
+                }
+                let default = if max_age == 0 { 3600 } else { max_age / 4 };
+                let republish_after = p.republish_after.unwrap_or(default.max(interval));
+                let most = if max_age == 0 { u32::MAX } else { max_age / 4 };
+                if republish_after < interval || republish_after > most {
+                    return Err(err(
+                        Some("publish.republish_after"),
+                        format!(
+                            "must be at least `interval` ({interval} s){}",
+                            if max_age == 0 {
+                                String::new()
+                            } else {
+                                format!(" and at most max_age / 4 ({most} s)")
+                            }
+                        ),
+                    ));
+                }
+                if p.signing_key.as_os_str().is_empty() {
+                    return Err(err(Some("publish.signing_key"), "must be a file".into()));
+                }
+                Some(Publish {
+                    url,
+                    signing_key: p.signing_key,
+                    republish_after,
+                })
+            }
+        };
+        let follow = match raw.follow {
+            None => None,
+            Some(f) => {
+                let url = match &f.url {
+                    Some(u) => Some(S3Url::parse(u).map_err(|e| err(Some("follow.url"), e))?),
+                    None => None,
+                };
+                let mut trusted_keys = Vec::new();
+                for (i, k) in f.trusted_keys.unwrap_or_default().iter().enumerate() {
+                    let key = crate::keys::parse_public(k)
+                        .map_err(|e| err(Some(&format!("follow.trusted_keys[{i}]")), e))?;
+                    trusted_keys.push(key);
+                }
+                if url.is_some() && trusted_keys.is_empty() {
+                    return Err(err(
+                        Some("follow.trusted_keys"),
+                        "must list the public key of every poller (`ec2cached keygen` prints it): \
+                         a follower installs signed snapshots only"
+                            .into(),
+                    ));
+                }
+                let max_size = f.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+                if max_size < 4096 {
+                    return Err(err(
+                        Some("follow.max_size"),
+                        "must be at least 4096 bytes".into(),
+                    ));
+                }
+                Some(Follow {
+                    url,
+                    trusted_keys,
+                    max_size,
+                })
+            }
+        };
         let snapshot = raw.snapshot.unwrap_or_else(|| DEFAULT_SNAPSHOT.into());
         if snapshot.file_name().is_none() || snapshot.parent().is_none() {
             return Err(err(Some("snapshot"), "must be a file path".into()));
@@ -200,6 +388,8 @@ impl Config {
                 },
                 security_groups: raw.security_groups,
             },
+            publish,
+            follow,
         })
     }
 }
@@ -274,6 +464,109 @@ max_age         = 3600
             "{e}"
         );
         assert!(parse("max_age = 59").is_err());
+    }
+
+    const KEY: &str = "ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    #[test]
+    fn publish_and_follow_sections_parse() {
+        let c = parse(
+            "interval = 30\nmax_age = 600\n[publish]\nurl = \"s3://my-bucket/fleet/hosts.snap\"\n\
+             signing_key = \"/etc/ec2cached/signing.key\"\n",
+        )
+        .unwrap();
+        let p = c.publish.unwrap();
+        assert_eq!(p.url.to_string(), "s3://my-bucket/fleet/hosts.snap");
+        assert_eq!(p.republish_after, 150);
+        assert_eq!(
+            parse("[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"")
+                .unwrap()
+                .publish
+                .unwrap()
+                .republish_after,
+            3600
+        );
+        let f = parse(&format!(
+            "interval = 10\n[follow]\nurl = \"s3://b-1/k\"\ntrusted_keys = [\"{KEY}\"]\n"
+        ))
+        .unwrap()
+        .follow
+        .unwrap();
+        assert_eq!(f.trusted_keys.len(), 1);
+        assert_eq!(f.max_size, DEFAULT_MAX_SIZE);
+        // No url: `install` checks signatures, nothing is followed.
+        assert!(parse(&format!("[follow]\ntrusted_keys = [\"{KEY}\"]"))
+            .unwrap()
+            .follow
+            .unwrap()
+            .url
+            .is_none());
+    }
+
+    #[test]
+    fn fleet_mistakes_name_the_key() {
+        let follow = format!("[follow]\nurl = \"s3://b-1/k\"\ntrusted_keys = [\"{KEY}\"]\n");
+        for key in [
+            "regions = [\"us-east-1\"]",
+            "max_age = 3600",
+            "security_groups = [\"a\"]",
+            "ready_tag = \"a=b\"",
+            "service_tag = \"s\"",
+            "address = \"public\"",
+            "api_timeout = 5",
+        ] {
+            let got = parse(&format!("{key}\n{follow}")).unwrap_err();
+            let name = key.split(' ').next().unwrap();
+            assert!(
+                got.starts_with(&format!(
+                    "/etc/x.toml: key `{name}`: not allowed with [follow]"
+                )),
+                "{got}"
+            );
+        }
+        let got = parse(&format!(
+            "{follow}[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\""
+        ))
+        .unwrap_err();
+        assert!(
+            got.contains("key `publish`: not allowed with [follow]"),
+            "{got}"
+        );
+        let cases = [
+            (
+                "[follow]\nurl = \"s3://b-1/k\"".to_string(),
+                "key `follow.trusted_keys`: must list",
+            ),
+            (
+                "[follow]\nurl = \"http://b/k\"\ntrusted_keys = []".into(),
+                "key `follow.url`: \"http://b/k\" is not s3://BUCKET/KEY",
+            ),
+            (
+                "[follow]\ntrusted_keys = [\"ed25519:00\"]".into(),
+                "key `follow.trusted_keys[0]`: ",
+            ),
+            (
+                format!("[follow]\ntrusted_keys = [\"{KEY}\"]\nmax_size = 10"),
+                "key `follow.max_size`: must be at least 4096",
+            ),
+            (
+                "[follow]\nurl = \"s3://b-1/k\"\ncolour = 1".into(),
+                "key `follow.colour`: unknown field",
+            ),
+            (
+                "interval = 60\nmax_age = 200\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"".into(),
+                "key `max_age`: must be 0 (no limit) or at least 4 × `interval` (240 s) with [publish]",
+            ),
+            (
+                "interval = 60\nmax_age = 600\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"\nrepublish_after = 300".into(),
+                "key `publish.republish_after`: must be at least `interval` (60 s) and at most max_age / 4 (150 s)",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse(&text).unwrap_err();
+            assert!(got.contains(want), "{text:?}: {got}");
+            assert!(!got.contains('\n'), "{got}");
+        }
     }
 
     #[test]

@@ -1,16 +1,66 @@
-//! `ec2cached run`: poll every `interval` (with jitter), re-poll at once on SIGHUP, back off on
-//! failure, exit cleanly on SIGTERM/SIGINT. The published snapshot keeps serving throughout.
+//! `ec2cached run`: poll (or, on a follower, check S3) every `interval` (with jitter), again at
+//! once on SIGHUP, back off on failure, exit cleanly on SIGTERM/SIGINT. The published snapshot
+//! keeps serving throughout.
 
 use crate::config::Config;
+use crate::fleet::{Follower, Outcome, Publisher};
 use crate::publish::{self, now};
 use crate::source;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// One poll and publish; updates the status file either way.
-pub async fn cycle(cfg: &Config) -> Result<(), String> {
+/// What this host does each interval; its clients are built once.
+#[derive(Debug)]
+pub enum Role {
+    /// Polls EC2, publishes locally, and to S3 with `[publish]`.
+    Poller(Option<Box<Publisher>>),
+    /// Follows the S3 object of `[follow]`.
+    Follower(Follower),
+}
+
+impl Role {
+    /// The role `cfg` asks for, with its S3 client and key loaded.
+    pub async fn new(cfg: &Config) -> Result<Role, String> {
+        if cfg.follow.is_some() {
+            return Ok(Role::Follower(Follower::new(cfg).await?));
+        }
+        Ok(Role::Poller(match &cfg.publish {
+            Some(p) => Some(Box::new(Publisher::new(cfg, p).await?)),
+            None => None,
+        }))
+    }
+
+    /// One poll and publish (or one follow check); updates the status file either way.
+    pub async fn cycle(&mut self, cfg: &Config) -> Result<(), String> {
+        match self {
+            Role::Follower(f) => {
+                let (outcome, msg) = f.check(cfg).await;
+                match outcome {
+                    Outcome::Installed => tracing::info!("{msg}"),
+                    Outcome::Unchanged => tracing::debug!("{msg}"),
+                    // A refused object stays refused until it changes: not a transient error
+                    // to back off from, but the log says it at every check.
+                    o if o != Outcome::Error => {
+                        tracing::warn!(
+                            "refused {}: {msg}",
+                            o.label().trim_start_matches("refused_")
+                        )
+                    }
+                    _ => return Err(msg),
+                }
+                Ok(())
+            }
+            Role::Poller(publisher) => cycle(cfg, publisher.as_deref_mut()).await,
+        }
+    }
+}
+
+/// One poll and publish, locally and (with a publisher) to S3; updates the status file.
+pub async fn cycle(cfg: &Config, publisher: Option<&mut Publisher>) -> Result<(), String> {
     let started = now();
-    let (stats, requests) = publish::publish_and_record(cfg, started, source::poll(cfg).await)?;
+    let key = publisher.as_ref().map(|p| p.key.clone());
+    let (stats, requests, bytes) =
+        publish::publish_and_record(cfg, started, source::poll(cfg).await, key.as_ref())?;
     tracing::info!(
         instances = stats.instances,
         live = stats.live,
@@ -20,6 +70,10 @@ pub async fn cycle(cfg: &Config) -> Result<(), String> {
         "published {}",
         cfg.snapshot.display()
     );
+    if let Some(p) = publisher {
+        let done = p.upload_and_record(&cfg.snapshot, &bytes).await?;
+        tracing::info!("S3: {}", done.label());
+    }
     Ok(())
 }
 
@@ -69,6 +123,7 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
         interval = cfg.interval,
         "ec2cached starting"
     );
+    let mut role = Role::new(&cfg).await?;
     let mut failures = 0u32;
     let mut told_ready = usable(&cfg);
     if told_ready {
@@ -76,7 +131,7 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
     }
     loop {
         let outcome = tokio::select! {
-            r = cycle(&cfg) => r,
+            r = role.cycle(&cfg) => r,
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
@@ -95,7 +150,12 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
                 tracing::error!(
                     failures,
                     retry_in = format!("{:.1}s", d.as_secs_f64()),
-                    "poll failed, keeping the last snapshot: {e}"
+                    "{} failed, keeping the last snapshot: {e}",
+                    if matches!(role, Role::Follower(_)) {
+                        "check"
+                    } else {
+                        "poll"
+                    }
                 );
                 d
             }

@@ -5,8 +5,11 @@
 pub mod config;
 pub mod daemon;
 pub mod explain;
+pub mod fleet;
+pub mod keys;
 pub mod module;
 pub mod publish;
+pub mod s3;
 pub mod source;
 pub mod status;
 

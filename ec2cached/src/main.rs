@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use ec2cached::config::Config;
 use ec2cached::publish::{self, now};
-use ec2cached::{daemon, explain, source, status};
+use ec2cached::{daemon, explain, fleet, keys, source, status};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +14,13 @@ const HELP_TEMPLATE: &str = "\
 {usage-heading} {usage}
 
 Commands:
-  run                           Poll forever, publishing a snapshot every interval (the service)
-  refresh [--from-file F.json]  Poll once, publish the snapshot, exit
+  run                           Poll forever, publishing a snapshot every interval (the service);
+                                with [follow], check the poller's S3 object every interval
+  refresh [--from-file F.json]  Poll once, publish the snapshot (and to S3 with [publish]), exit;
+                                with [follow], check S3 once
+  install FILE                  Check a snapshot shipped by other means (signature, format,
+                                domain, no rollback) and replace the installed one atomically
+  keygen --secret FILE          Write a new signing key for [publish]; print its public key
   status                        Show the snapshot's age and counts, the last poll's outcome, and
                                 whether the installed module reads the snapshot
   explain NAME|INSTANCE-ID [--from-file F.json]
@@ -34,8 +39,8 @@ Every configuration key is optional; the packaged /etc/ec2cached.toml documents 
 Exit status:
   0  success (status: a usable snapshot is published, the last poll succeeded and the
      installed module reads the snapshot)
-  1  a poll, publish or lookup failed, or status found a problem; the last good snapshot
-     is never replaced by a worse one
+  1  a poll, publish, check, install or lookup failed or was refused, or status found a
+     problem; the last good snapshot is never replaced by a worse one
   2  a bad configuration or command line";
 
 /// `--help`'s description (`-h` shows the one line of Cargo.toml's `description`).
@@ -76,6 +81,20 @@ enum Command {
     /// Show the snapshot's age and counts, the last poll's outcome, and whether the installed
     /// module reads the snapshot.
     Status,
+    /// Check a snapshot shipped by other means and install it (temp file, fsync, rename): the
+    /// only safe way to replace the file that running programs map.
+    Install {
+        /// The snapshot file (from a poller, signed when [follow] trusted_keys is set).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Write a new Ed25519 signing key (mode 0600, never over an existing file) and print its
+    /// public key, for [follow] trusted_keys.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long, value_name = "FILE")]
+        secret: PathBuf,
+    },
     /// Say why instances are or are not behind a name (polls the API, or reads --from-file).
     Explain {
         /// A name (`postgres.tphon.ec2`) or an instance id (`i-0abc...`).
@@ -103,8 +122,29 @@ fn sweep(cfg: &Config, from_file: Option<&PathBuf>) -> Result<source::Sweep, Str
 
 fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
     publish::remove_stale_temps(&cfg.snapshot);
+    if cfg.follow.is_some() {
+        if from_file.is_some() {
+            return Err("--from-file polls nothing on a follower: use `ec2cached install`".into());
+        }
+        return runtime()?.block_on(async {
+            let mut f = fleet::Follower::new(cfg).await?;
+            let (outcome, msg) = f.check(cfg).await;
+            if outcome.good() {
+                eprintln!("ec2cached: {}: {msg}", outcome.label());
+                Ok(())
+            } else {
+                Err(format!("{}: {msg}", outcome.label()))
+            }
+        });
+    }
     let started = now();
-    let (stats, _) = publish::publish_and_record(cfg, started, sweep(cfg, from_file))?;
+    let publisher = match &cfg.publish {
+        Some(p) => Some(runtime()?.block_on(fleet::Publisher::new(cfg, p))?),
+        None => None,
+    };
+    let key = publisher.as_ref().map(|p| p.key.clone());
+    let (stats, _, bytes) =
+        publish::publish_and_record(cfg, started, sweep(cfg, from_file), key.as_ref())?;
     eprintln!(
         "ec2cached: published {}: {} names, {} live instances ({} ready)",
         cfg.snapshot.display(),
@@ -112,7 +152,42 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
         stats.live,
         stats.ready
     );
+    if let Some(mut p) = publisher {
+        let url = cfg
+            .publish
+            .as_ref()
+            .map(|p| p.url.to_string())
+            .unwrap_or_default();
+        let done = runtime()?.block_on(p.upload_and_record(&cfg.snapshot, &bytes))?;
+        eprintln!("ec2cached: {url}: {}", done.label());
+    }
     Ok(())
+}
+
+fn install(cfg: &Config, file: &PathBuf) -> Result<(), String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let unchecked = fleet_unchecked();
+    let follow = cfg.follow.as_ref().unwrap_or(&unchecked);
+    let (outcome, msg) = fleet::check_and_install(cfg, follow, &bytes);
+    if outcome.good() {
+        eprintln!("ec2cached: {}: {msg}", outcome.label());
+        Ok(())
+    } else {
+        Err(format!(
+            "{} not installed: {}: {msg}",
+            file.display(),
+            outcome.label()
+        ))
+    }
+}
+
+/// `install` on a host without [follow]: no signature required, the default size cap.
+fn fleet_unchecked() -> ec2cached::config::Follow {
+    ec2cached::config::Follow {
+        url: None,
+        trusted_keys: Vec::new(),
+        max_size: ec2cached::config::DEFAULT_MAX_SIZE,
+    }
 }
 
 fn main() -> ExitCode {
@@ -128,6 +203,19 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Command::Keygen { secret } = &cli.command {
+        // Needs no config: the key is made before any config names it.
+        return match keys::keygen(secret) {
+            Ok(public) => {
+                println!("{public}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ec2cached: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -151,6 +239,11 @@ fn main() -> ExitCode {
             } else {
                 return ExitCode::FAILURE;
             }
+        }
+        Command::Install { file } => install(&cfg, file),
+        Command::Keygen { .. } => Ok(()),
+        Command::Explain { .. } if cfg.follow.is_some() => {
+            Err("explain needs the poller's naming rules and EC2 access: run it on a poller".into())
         }
         Command::Explain { name, from_file } => sweep(&cfg, from_file.as_ref()).and_then(|s| {
             let (text, found) = explain::explain(&cfg, &s.instances, name);

@@ -28,6 +28,7 @@ pub fn now() -> u64 {
 
 /// What the last polls did; kept in `<snapshot>.status` for `ec2cached status`.
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq, Eq)]
+#[serde(default)]
 pub struct Status {
     /// When the last poll started.
     pub last_attempt: Option<u64>,
@@ -51,6 +52,22 @@ pub struct Status {
     pub names: usize,
     /// What the last refresh did not publish, and why.
     pub problems: Vec<String>,
+    /// EC2 API requests of every successful sweep so far.
+    pub api_requests_total: u64,
+    /// Fleet mode: the S3 object this host publishes to or follows.
+    pub s3_url: Option<String>,
+    /// Poller: what the last upload did (`uploaded`, `unchanged`, `newer_published`), or the
+    /// failure, and when.
+    pub publish_outcome: Option<String>,
+    /// When the last upload or decision not to upload happened.
+    pub published_at: Option<u64>,
+    /// Follower: the outcome of the last check (`unchanged`, `installed`, `refused_signature`,
+    /// `refused_rollback`, `refused_corrupt`, `refused_domain`, `error`).
+    pub follow_outcome: Option<String>,
+    /// S3 requests sent by this host since its daemon started (retries included).
+    pub s3_requests: u64,
+    /// S3 body bytes received or sent since its daemon started.
+    pub s3_bytes: u64,
 }
 
 /// Path of the status file of a snapshot.
@@ -162,12 +179,96 @@ fn remove_stale(path: &Path) {
     }
 }
 
-/// Builds the snapshot of a sweep and publishes it. Returns the counts.
+/// Path of the lock file that serialises writers of a snapshot.
+pub fn lock_path(snapshot: &Path) -> PathBuf {
+    let mut s = snapshot.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// What [`install`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// The file was replaced.
+    Replaced,
+    /// The installed file already has these bytes.
+    Same,
+}
+
+/// Why [`install`] left the installed snapshot alone.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotInstalled {
+    /// The installed snapshot comes from a later sweep (its generation time, ours).
+    Rollback(u64, u64),
+    /// Writing failed.
+    Io(String),
+}
+
+impl std::fmt::Display for NotInstalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotInstalled::Rollback(installed, ours) => write!(
+                f,
+                "older than the installed snapshot (sweep at {}, installed: {}): no rollback",
+                crate::status::utc(*ours),
+                crate::status::utc(*installed)
+            ),
+            NotInstalled::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Replaces the snapshot at `path` with `bytes` (a snapshot that parses) unless the installed
+/// one comes from a later sweep: every writer (the daemon as poller or follower, `refresh`,
+/// `install`) takes `<path>.lock` first, so two writers never put an older generation over a
+/// newer one. An installed file that does not parse is replaced.
+pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
+    let ours = Snapshot::parse(bytes)
+        .map_err(|e| NotInstalled::Io(format!("self-check failed: {e}")))?
+        .header()
+        .generated_unix;
+    let lock = lock_path(path);
+    // Read-only is enough for flock(2), so a lock file made by root (`sudo ec2cached install`)
+    // still serves the daemon's account.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(false)
+        .create(false)
+        .open(&lock)
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock)
+        })
+        .map_err(|e| NotInstalled::Io(format!("cannot open {}: {e}", lock.display())))?;
+    let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| NotInstalled::Io(format!("cannot lock {}: {e}", lock.display())))?;
+    if let Ok(current) = std::fs::read(path) {
+        if current == bytes {
+            return Ok(Installed::Same);
+        }
+        if let Ok(s) = Snapshot::parse(&current) {
+            let installed = s.header().generated_unix;
+            if installed > ours {
+                return Err(NotInstalled::Rollback(installed, ours));
+            }
+        }
+    }
+    write_atomic(path, bytes)
+        .map_err(|e| NotInstalled::Io(format!("cannot publish {}: {e}", path.display())))?;
+    Ok(Installed::Replaced)
+}
+
+/// Builds the snapshot of a sweep, signs it with `signer` (fleet mode) and installs it. Returns
+/// the counts, the problems, and the bytes (for S3).
 pub fn publish(
     cfg: &Config,
     sweep: &Sweep,
     generated: u64,
-) -> Result<(Stats, Vec<String>), String> {
+    signer: Option<&ed25519_dalek::SigningKey>,
+) -> Result<(Stats, Vec<String>, Vec<u8>), String> {
     let built = build(&sweep.instances, &cfg.rules);
     let problems: Vec<String> = built
         .problems
@@ -183,27 +284,40 @@ pub fn publish(
         interval_secs: cfg.interval,
         max_age_secs: cfg.max_age,
     };
-    let bytes = built.table.encode(&meta).map_err(|e| e.to_string())?;
+    let mut bytes = built.table.encode(&meta).map_err(|e| e.to_string())?;
+    if let Some(key) = signer {
+        bytes = crate::keys::sign(key, &bytes)?;
+    }
     // Never publish what a reader would refuse.
     Snapshot::parse(&bytes).map_err(|e| format!("self-check failed: {e}"))?;
-    write_atomic(&cfg.snapshot, &bytes)
-        .map_err(|e| format!("cannot publish {}: {e}", cfg.snapshot.display()))?;
-    Ok((built.stats, problems))
+    install(&cfg.snapshot, &bytes).map_err(|e| match e {
+        NotInstalled::Rollback(..) => format!(
+            "not published: the snapshot at {} is {e} (another writer, or this host's clock \
+             went back)",
+            cfg.snapshot.display()
+        ),
+        NotInstalled::Io(e) => e,
+    })?;
+    Ok((built.stats, problems, bytes))
 }
 
 /// Publishes the outcome of a sweep that started at `started` and records it in the status file
-/// either way (the snapshot is only replaced on success). Returns the counts and the number of
-/// API requests the sweep made.
+/// either way (the snapshot is only replaced on success). Returns the counts, the number of
+/// API requests the sweep made, and the published bytes.
 pub fn publish_and_record(
     cfg: &Config,
     started: u64,
     sweep: Result<Sweep, String>,
-) -> Result<(Stats, u32), String> {
+    signer: Option<&ed25519_dalek::SigningKey>,
+) -> Result<(Stats, u32, Vec<u8>), String> {
     let mut status = Status::load(&cfg.snapshot);
     let result = sweep.and_then(|s| {
-        let (stats, problems) = publish(cfg, &s, started)?;
+        let (stats, problems, bytes) = publish(cfg, &s, started, signer)?;
+        status.api_requests_total = status
+            .api_requests_total
+            .saturating_add(u64::from(s.requests));
         succeeded(&mut status, started, &s, stats, problems);
-        Ok((stats, s.requests))
+        Ok((stats, s.requests, bytes))
     });
     if let Err(e) = &result {
         status.failed(started, e);

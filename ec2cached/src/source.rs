@@ -86,7 +86,7 @@ impl Intercept for ResponseCheck {
 
 /// `scheme://host[:port]` of a request URI: no path, no query (it holds the request), no
 /// `user:password@` (the line goes to the status file).
-fn endpoint_of(uri: &str) -> String {
+pub(crate) fn endpoint_of(uri: &str) -> String {
     let (scheme, rest) = uri.split_once("://").unwrap_or(("", uri));
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -270,7 +270,7 @@ where
 }
 
 /// The first error of type `T` in `e`'s source chain (e itself included).
-fn find_source<'a, T: std::error::Error + 'static>(
+pub(crate) fn find_source<'a, T: std::error::Error + 'static>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a T> {
     let mut cur = Some(e);
@@ -285,7 +285,7 @@ fn find_source<'a, T: std::error::Error + 'static>(
 
 /// The innermost error of the chain, on one line and capped: "connection refused", "failed to
 /// lookup address information: Name or service not known", "invalid peer certificate: ...".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     while let Some(next) = last.source() {
         last = next;
@@ -304,7 +304,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// At most 300 characters, so that one line stays one readable line.
-fn cap(s: &str) -> String {
+pub(crate) fn cap(s: &str) -> String {
     if s.chars().count() > 300 {
         s.chars().take(300).collect::<String>() + "..."
     } else {
@@ -313,7 +313,7 @@ fn cap(s: &str) -> String {
 }
 
 /// Missing or unusable credentials, as an operator would want it said.
-fn describe_credentials(c: &CredentialsError) -> String {
+pub(crate) fn describe_credentials(c: &CredentialsError) -> String {
     match c {
         CredentialsError::CredentialsNotLoaded(_) => {
             let mut s = String::from(

@@ -8,11 +8,15 @@ use nss_ec2_snapshot::format::VERSION;
 use nss_ec2_snapshot::Snapshot;
 use std::fmt::Write;
 
-fn when(t: u64, now: u64) -> String {
-    let iso = DateTime::from_secs(t as i64)
+/// A unix time as RFC 3339 UTC.
+pub fn utc(t: u64) -> String {
+    DateTime::from_secs(i64::try_from(t).unwrap_or(i64::MAX))
         .fmt(Format::DateTime)
-        .unwrap_or_else(|_| t.to_string());
-    format!("{iso} ({} s ago)", now.saturating_sub(t))
+        .unwrap_or_else(|_| t.to_string())
+}
+
+fn when(t: u64, now: u64) -> String {
+    format!("{} ({} s ago)", utc(t), now.saturating_sub(t))
 }
 
 /// The report, and whether everything is healthy (a usable snapshot, last poll good).
@@ -21,7 +25,21 @@ pub fn report(cfg: &Config) -> (String, bool) {
     let mut out = String::new();
     let mut healthy = true;
     let st = Status::load(&cfg.snapshot);
+    let follower = cfg.follow.is_some();
     let _ = writeln!(out, "snapshot:       {}", cfg.snapshot.display());
+    match (&cfg.follow, &cfg.publish) {
+        (Some(f), _) => {
+            let what = match &f.url {
+                Some(u) => format!("follows {u} (names, max_age and sweep time are the poller's)"),
+                None => "follows `ec2cached install` (no [follow] url)".into(),
+            };
+            let _ = writeln!(out, "mode:           {what}");
+        }
+        (None, Some(p)) => {
+            let _ = writeln!(out, "mode:           polls EC2, publishes to {}", p.url);
+        }
+        (None, None) => {}
+    }
     match std::fs::read(&cfg.snapshot) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             healthy = false;
@@ -94,14 +112,30 @@ pub fn report(cfg: &Config) -> (String, bool) {
     if let Some(t) = st.last_attempt {
         let ok = st.consecutive_failures == 0;
         healthy &= ok;
+        let outcome = match &st.follow_outcome {
+            Some(o) if follower => format!(" ({o})"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "last poll:      {} {}",
+            "{}{} {}{outcome}",
+            if follower {
+                "last check:     "
+            } else {
+                "last poll:      "
+            },
             when(t, now),
             if ok { "ok" } else { "FAILED" }
         );
     }
-    if let Some(t) = st.last_success {
+    if let (Some(o), Some(t)) = (&st.publish_outcome, st.published_at) {
+        let _ = writeln!(out, "last upload:    {}: {o}", when(t, now));
+    }
+    if follower {
+        if let Some(t) = st.last_success {
+            let _ = writeln!(out, "last good check: {}", when(t, now));
+        }
+    } else if let Some(t) = st.last_success {
         let _ = writeln!(out, "last success:   {}", when(t, now));
         let _ = writeln!(
             out,
@@ -115,8 +149,9 @@ pub fn report(cfg: &Config) -> (String, bool) {
             if st.consecutive_failures > 0 {
                 let _ = writeln!(
                     out,
-                    "failing:        {} poll(s) in a row",
-                    st.consecutive_failures
+                    "failing:        {} {} in a row",
+                    st.consecutive_failures,
+                    if follower { "check(s)" } else { "poll(s)" }
                 );
             }
         }

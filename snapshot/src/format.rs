@@ -9,7 +9,8 @@
 //! 36   max_age (s, 0 = none) u32   40   domain offset u32      44  domain length u32
 //! 48   names u32                   52   instances u32          56  hash slots u32 (2^k)
 //! 60   longest probe u32           64   9 sections × (offset u32, length u32)
-//! 136  reserved (zero)             152  FNV-1a 64 of bytes 0..152
+//! 136  signature trailer offset u32, length u32 (0, 0: unsigned; see [`crate::signed`])
+//! 144  reserved (zero)             152  FNV-1a 64 of bytes 0..152
 //! ```
 //!
 //! Sections, each an array of fixed-size records (length = count × record size):
@@ -355,9 +356,9 @@ impl Table {
     }
 }
 
-/// Recomputes the header checksum of `bytes` in place (for tests that damage a snapshot past
-/// the header check on purpose). Does nothing to a buffer shorter than the header.
-#[doc(hidden)]
+/// Recomputes the header checksum of `bytes` in place (after [`crate::signed::prepare`] changes
+/// the header, and for tests that damage a snapshot past the header check on purpose). Does
+/// nothing to a buffer shorter than the header.
 pub fn seal_header(bytes: &mut [u8]) {
     if bytes.len() >= HEADER_LEN {
         let sum = fnv1a(&bytes[..CHECKSUM_AT]);

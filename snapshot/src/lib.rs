@@ -8,6 +8,9 @@
 //!   bounds-checked and every loop capped, so a corrupt or hostile file gives a wrong answer at
 //!   worst and never undefined behaviour. Opening costs O(1): no pass over the whole file.
 //!
+//! * [`signed`] places and finds the Ed25519 signature of a published snapshot (fleet mode)
+//!   in a trailer that readers of names never look at.
+//!
 //! See `docs/snapshot-format.md` for the byte layout and why it was chosen.
 
 #![forbid(unsafe_code)]
@@ -16,6 +19,7 @@
 pub mod fleet;
 pub mod format;
 mod hash;
+pub mod signed;
 
 pub use format::{
     Answer, Corrupt, Family, Find, Header, Instance, InstanceRef, Kind, Meta, Name, Snapshot, Table,

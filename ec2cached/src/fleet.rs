@@ -1,0 +1,512 @@
+//! Fleet mode: pollers upload each good sweep to one S3 object, signed; every other host
+//! follows that object with conditional GETs and installs only what a trusted poller signed.
+//!
+//! * [`Publisher`]: after the local publish, read the object (a conditional GET: 304 when it is
+//!   what this poller last saw), then upload only if ours is a later sweep **and** either the
+//!   names changed or the published copy's sweep is older than `republish_after`. The upload is
+//!   conditional on the ETag just read (`If-Match`, or `If-None-Match: *` for a new object): when
+//!   two pollers race, one write wins and the other gets 412/409, reads again and decides again,
+//!   so an older sweep never replaces a newer one.
+//! * [`Follower`]: `If-None-Match` with the last ETag seen; a 304 transfers no body. A new object
+//!   is checked (size cap, signature by a trusted key, parse, domain, not older than the
+//!   installed snapshot) and installed by [`crate::publish::install`], or refused with the
+//!   installed snapshot left byte-for-byte as it was.
+
+use crate::config::{Config, Follow, Publish};
+use crate::keys::{self, Refusal};
+use crate::publish::{self, now, Installed, NotInstalled, Status};
+use crate::s3::{self, Expect, Got, Put};
+use ed25519_dalek::SigningKey;
+use nss_ec2_snapshot::signed::same_fleet;
+use nss_ec2_snapshot::Snapshot;
+use std::path::Path;
+
+/// What one follow check (or `install`) did; the names are the metric labels of the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 304, or the same bytes as installed.
+    Unchanged,
+    /// A new snapshot was installed.
+    Installed,
+    /// Unsigned, signed by an unknown key, or a signature that does not verify.
+    RefusedSignature,
+    /// From an earlier sweep than the installed snapshot.
+    RefusedRollback,
+    /// Not a snapshot, damaged, or larger than `max_size`.
+    RefusedCorrupt,
+    /// For another domain.
+    RefusedDomain,
+    /// S3 could not be read (outage, throttling, no object, no permission).
+    Error,
+}
+
+impl Outcome {
+    /// The label (`unchanged`, `installed`, `refused_signature`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Installed => "installed",
+            Outcome::RefusedSignature => "refused_signature",
+            Outcome::RefusedRollback => "refused_rollback",
+            Outcome::RefusedCorrupt => "refused_corrupt",
+            Outcome::RefusedDomain => "refused_domain",
+            Outcome::Error => "error",
+        }
+    }
+
+    /// True for the outcomes that leave the host serving what it should.
+    pub fn good(self) -> bool {
+        matches!(self, Outcome::Unchanged | Outcome::Installed)
+    }
+}
+
+/// The checks every snapshot from elsewhere passes before it is installed, then the install.
+/// Returns the outcome and a one-line message (why, for a refusal).
+pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcome, String) {
+    if bytes.len() as u64 > follow.max_size {
+        return (
+            Outcome::RefusedCorrupt,
+            format!(
+                "{} bytes, more than max_size ({} bytes)",
+                bytes.len(),
+                follow.max_size
+            ),
+        );
+    }
+    if !follow.trusted_keys.is_empty() {
+        if let Err(r) = keys::verify(bytes, &follow.trusted_keys) {
+            let outcome = match r {
+                Refusal::Corrupt(_) => Outcome::RefusedCorrupt,
+                _ => Outcome::RefusedSignature,
+            };
+            return (outcome, r.to_string());
+        }
+    }
+    let snap = match Snapshot::parse(bytes) {
+        Ok(s) => s,
+        Err(e) => return (Outcome::RefusedCorrupt, e.to_string()),
+    };
+    // Every record, not just the header: the module would answer UNAVAIL for the names of a
+    // damaged record, and the installed snapshot is better than that.
+    if let Err(e) = read_everything(&snap) {
+        return (Outcome::RefusedCorrupt, e.to_string());
+    }
+    let domain = String::from_utf8_lossy(snap.domain()).into_owned();
+    if domain != cfg.rules.domain {
+        return (
+            Outcome::RefusedDomain,
+            format!(
+                "for domain {domain:?}, this host serves {:?}",
+                cfg.rules.domain
+            ),
+        );
+    }
+    let h = snap.header();
+    match publish::install(&cfg.snapshot, bytes) {
+        Ok(Installed::Same) => (Outcome::Unchanged, "same as installed".into()),
+        Ok(Installed::Replaced) => (
+            Outcome::Installed,
+            format!(
+                "installed the sweep of {} ({} names, {} instances)",
+                crate::status::utc(h.generated_unix),
+                h.names,
+                h.instances
+            ),
+        ),
+        Err(e @ NotInstalled::Rollback(..)) => (Outcome::RefusedRollback, e.to_string()),
+        Err(NotInstalled::Io(e)) => (Outcome::Error, e),
+    }
+}
+
+/// Reads every record of a snapshot the way lookups do: each name is found by the hash table,
+/// and its members, their names, aliases and addresses are in bounds; each instance is found by
+/// its address. O(size of the file).
+pub fn read_everything(snap: &Snapshot<'_>) -> Result<(), nss_ec2_snapshot::Corrupt> {
+    use nss_ec2_snapshot::{Family, Find};
+    for idx in 0..snap.len() {
+        let a = snap.answer(idx)?;
+        match snap.find(a.name())? {
+            Find::Found(f) if f.name() == a.name() => {}
+            _ => {
+                return Err(nss_ec2_snapshot::Corrupt(
+                    "a name is missing from the hash table",
+                ))
+            }
+        }
+        for m in a.members() {
+            let m = m?;
+            m.name()?;
+            for alias in m.aliases() {
+                alias?;
+            }
+            let mut v4 = None;
+            m.for_each_addr(Family::V4, |b| v4 = b.try_into().ok());
+            if let Some(addr) = v4 {
+                if snap.reverse_v4(addr)?.is_none() {
+                    return Err(nss_ec2_snapshot::Corrupt("an address is missing from rev4"));
+                }
+            }
+        }
+        a.count(Family::V4)?;
+        a.count(Family::V6)?;
+    }
+    Ok(())
+}
+
+/// A follower: the object, the last ETag seen, and the verdict on it.
+#[derive(Debug)]
+pub struct Follower {
+    object: s3::Object,
+    /// ETag of the last object read, installed or refused.
+    etag: Option<String>,
+    /// The refusal of that object, repeated while it stays in place (no new download).
+    refused: Option<(Outcome, String)>,
+}
+
+impl Follower {
+    /// Builds the S3 client once.
+    pub async fn new(cfg: &Config) -> Result<Follower, String> {
+        let url = cfg
+            .follow
+            .as_ref()
+            .and_then(|f| f.url.as_ref())
+            .ok_or("[follow] has no `url`: nothing to follow (`ec2cached install FILE` installs snapshots shipped by other means)")?;
+        Ok(Follower {
+            object: s3::Object::new(url, None).await?,
+            etag: None,
+            refused: None,
+        })
+    }
+
+    /// One check: conditional GET, then the checks and the install. Records the outcome in the
+    /// status file.
+    pub async fn check(&mut self, cfg: &Config) -> (Outcome, String) {
+        let follow = cfg.follow.as_ref().expect("a follower has [follow]");
+        let started = now();
+        let got = self.object.get(self.etag.as_deref(), follow.max_size).await;
+        let (outcome, msg) = match got {
+            Ok(Got::Unchanged) => match &self.refused {
+                Some((o, why)) => (*o, format!("{why} (the same object as before)")),
+                None => (Outcome::Unchanged, "unchanged (304)".into()),
+            },
+            Ok(Got::Missing) => {
+                self.etag = None;
+                self.refused = None;
+                (
+                    Outcome::Error,
+                    format!(
+                        "no object at {} (NoSuchKey or NoSuchBucket)",
+                        self.object.url
+                    ),
+                )
+            }
+            Ok(Got::TooLarge(n)) => {
+                self.etag = None;
+                (
+                    Outcome::RefusedCorrupt,
+                    format!(
+                        "the object is {n} bytes or more, more than max_size ({} bytes)",
+                        follow.max_size
+                    ),
+                )
+            }
+            Ok(Got::Object { etag, body }) => {
+                let (o, why) = check_and_install(cfg, follow, &body);
+                self.etag = Some(etag);
+                self.refused = (!o.good() && o != Outcome::Error).then(|| (o, why.clone()));
+                if o == Outcome::Error {
+                    // A local failure (disk full): read the object again next time.
+                    self.etag = None;
+                }
+                (o, why)
+            }
+            Err(e) => (Outcome::Error, e),
+        };
+        let mut st = Status::load(&cfg.snapshot);
+        st.s3_url = Some(self.object.url.to_string());
+        st.s3_requests = self.object.requests();
+        st.s3_bytes = self.object.bytes();
+        st.follow_outcome = Some(outcome.label().into());
+        st.last_attempt = Some(started);
+        if outcome.good() {
+            st.last_success = Some(started);
+            st.consecutive_failures = 0;
+            if let Ok(b) = std::fs::read(&cfg.snapshot) {
+                if let Ok(s) = Snapshot::parse(&b) {
+                    st.names = s.header().names as usize;
+                    st.live = s.header().instances as usize;
+                    st.instances = st.live;
+                }
+            }
+        } else {
+            st.failed(started, &format!("{}: {msg}", outcome.label()));
+        }
+        st.save(&cfg.snapshot);
+        (outcome, msg)
+    }
+}
+
+/// What the poller did with S3 after a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Uploaded {
+    /// Uploaded: the names changed, or the published copy was older than `republish_after`.
+    Uploaded,
+    /// Not uploaded: the published copy has the same names and is recent.
+    Unchanged,
+    /// Not uploaded: another poller already published a later sweep.
+    NewerPublished,
+}
+
+impl Uploaded {
+    /// The status file's word for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Uploaded::Uploaded => "uploaded",
+            Uploaded::Unchanged => "unchanged",
+            Uploaded::NewerPublished => "newer_published",
+        }
+    }
+}
+
+/// The published object as this poller last read or wrote it.
+#[derive(Debug)]
+struct Remote {
+    etag: String,
+    generated: u64,
+    body: Vec<u8>,
+}
+
+/// A poller's S3 side: the client and signing key, loaded once.
+#[derive(Debug)]
+pub struct Publisher {
+    object: s3::Object,
+    /// The signing key.
+    pub key: SigningKey,
+    republish_after: u32,
+    remote: Option<Remote>,
+}
+
+/// The largest object a poller reads back before deciding (a published object is one of ours).
+const READ_BACK_MAX: u64 = 1 << 30;
+
+impl Publisher {
+    /// Loads the signing key and builds the S3 client once.
+    pub async fn new(cfg: &Config, p: &Publish) -> Result<Publisher, String> {
+        let key = keys::load_signing(&p.signing_key)?;
+        Ok(Publisher {
+            object: s3::Object::new(&p.url, cfg.regions.first().map(String::as_str)).await?,
+            key,
+            republish_after: p.republish_after,
+            remote: None,
+        })
+    }
+
+    /// Uploads `signed` (the snapshot just published locally) unless S3 has the same names
+    /// recently or a later sweep. Conflicting writers: read again, decide again (3 rounds).
+    pub async fn upload(&mut self, signed: &[u8]) -> Result<Uploaded, String> {
+        let ours = Snapshot::parse(signed)
+            .map_err(|e| format!("self-check failed: {e}"))?
+            .header()
+            .generated_unix;
+        for _ in 0..3 {
+            let etag = self.remote.as_ref().map(|r| r.etag.clone());
+            match self.object.get(etag.as_deref(), READ_BACK_MAX).await? {
+                Got::Unchanged => {}
+                Got::Missing => self.remote = None,
+                Got::TooLarge(n) => {
+                    return Err(format!(
+                        "{} holds {n} bytes: not a snapshot, not replacing it",
+                        self.object.url
+                    ))
+                }
+                Got::Object { etag, body } => {
+                    // Anything that is not a snapshot counts as the oldest sweep.
+                    let generated = Snapshot::parse(&body)
+                        .map(|s| s.header().generated_unix)
+                        .unwrap_or(0);
+                    self.remote = Some(Remote {
+                        etag,
+                        generated,
+                        body,
+                    });
+                }
+            }
+            let expect = match &self.remote {
+                None => Expect::Absent,
+                Some(r) => {
+                    if r.generated > ours {
+                        return Ok(Uploaded::NewerPublished);
+                    }
+                    let recent =
+                        now().saturating_sub(r.generated) < u64::from(self.republish_after);
+                    if r.body == signed || (recent && same_fleet(&r.body, signed)) {
+                        return Ok(Uploaded::Unchanged);
+                    }
+                    Expect::Etag(r.etag.clone())
+                }
+            };
+            match self.object.put(signed.to_vec(), &expect).await? {
+                Put::Stored(etag) => {
+                    self.remote = Some(Remote {
+                        etag,
+                        generated: ours,
+                        body: signed.to_vec(),
+                    });
+                    return Ok(Uploaded::Uploaded);
+                }
+                Put::Conflict => {
+                    tracing::info!(
+                        "{} changed while uploading (another poller): reading it again",
+                        self.object.url
+                    );
+                }
+            }
+        }
+        Err(format!(
+            "{} kept changing under three uploads in a row: another poller is writing it",
+            self.object.url
+        ))
+    }
+
+    /// Uploads and records the outcome in the status file. Returns the status line.
+    pub async fn upload_and_record(
+        &mut self,
+        snapshot: &Path,
+        signed: &[u8],
+    ) -> Result<Uploaded, String> {
+        let result = self.upload(signed).await;
+        let mut st = Status::load(snapshot);
+        st.s3_url = Some(self.object.url.to_string());
+        st.s3_requests = self.object.requests();
+        st.s3_bytes = self.object.bytes();
+        st.published_at = Some(now());
+        match &result {
+            Ok(u) => st.publish_outcome = Some(u.label().into()),
+            Err(e) => {
+                st.publish_outcome = Some(format!("FAILED: {e}"));
+                st.failed(now(), &format!("published locally, not to S3: {e}"));
+            }
+        }
+        st.save(snapshot);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Follow};
+    use nss_ec2_snapshot::{Instance, Kind, Meta, Name, Table};
+
+    fn snap(domain: &str, generated: u64, v4: u8) -> Vec<u8> {
+        Table {
+            names: vec![Name {
+                name: format!("i-1.{domain}"),
+                kind: Kind::Instance,
+                members: vec![0],
+            }],
+            instances: vec![Instance {
+                name: 0,
+                v4: Some([10, 0, 0, v4]),
+                ..Instance::default()
+            }],
+        }
+        .encode(&Meta {
+            domain: domain.into(),
+            generated_unix: generated,
+            interval_secs: 30,
+            max_age_secs: 0,
+        })
+        .unwrap()
+    }
+
+    fn setup(trusted: &[&SigningKey]) -> (tempfile::TempDir, Config, Follow) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(
+            &dir.path().join("c.toml"),
+            &format!("snapshot = {:?}", dir.path().join("hosts.snap")),
+        )
+        .unwrap();
+        let follow = Follow {
+            url: None,
+            trusted_keys: trusted.iter().map(|k| k.verifying_key()).collect(),
+            max_size: 1 << 20,
+        };
+        (dir, cfg, follow)
+    }
+
+    #[test]
+    fn every_refusal_leaves_the_installed_snapshot_as_it_was() {
+        let good = SigningKey::from_bytes(&[1; 32]);
+        let other = SigningKey::from_bytes(&[2; 32]);
+        let (_dir, cfg, follow) = setup(&[&good]);
+        let v1 = keys::sign(&good, &snap("ec2", 100, 1)).unwrap();
+        assert_eq!(check_and_install(&cfg, &follow, &v1).0, Outcome::Installed);
+        assert_eq!(check_and_install(&cfg, &follow, &v1).0, Outcome::Unchanged);
+        let mut flipped = keys::sign(&good, &snap("ec2", 200, 2)).unwrap();
+        let at = flipped.len() - 120;
+        flipped[at] ^= 0x40;
+        let cases = [
+            (snap("ec2", 200, 2), Outcome::RefusedSignature),
+            (
+                keys::sign(&other, &snap("ec2", 200, 2)).unwrap(),
+                Outcome::RefusedSignature,
+            ),
+            (flipped, Outcome::RefusedSignature),
+            (
+                keys::sign(&good, &snap("ec2", 50, 2)).unwrap(),
+                Outcome::RefusedRollback,
+            ),
+            (
+                keys::sign(&good, &snap("other", 200, 2)).unwrap(),
+                Outcome::RefusedDomain,
+            ),
+            (v1[..v1.len() - 1].to_vec(), Outcome::RefusedCorrupt),
+            (vec![0u8; 2 << 20], Outcome::RefusedCorrupt),
+            (b"hello".to_vec(), Outcome::RefusedCorrupt),
+        ];
+        for (bytes, want) in cases {
+            let (got, why) = check_and_install(&cfg, &follow, &bytes);
+            assert_eq!(got, want, "{why}");
+            assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), v1, "{why}");
+        }
+        // A later sweep by a trusted key, and an equal generation with other names, install.
+        let v2 = keys::sign(&good, &snap("ec2", 200, 2)).unwrap();
+        assert_eq!(check_and_install(&cfg, &follow, &v2).0, Outcome::Installed);
+        let v2b = keys::sign(&good, &snap("ec2", 200, 3)).unwrap();
+        assert_eq!(check_and_install(&cfg, &follow, &v2b).0, Outcome::Installed);
+        assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), v2b);
+    }
+
+    #[test]
+    fn without_trusted_keys_install_takes_unsigned_files_but_still_checks_the_rest() {
+        let (_dir, cfg, follow) = setup(&[]);
+        let plain = snap("ec2", 100, 1);
+        assert_eq!(
+            check_and_install(&cfg, &follow, &plain).0,
+            Outcome::Installed
+        );
+        assert_eq!(
+            check_and_install(&cfg, &follow, &snap("ec2", 99, 1)).0,
+            Outcome::RefusedRollback
+        );
+        assert_eq!(
+            check_and_install(&cfg, &follow, &snap("x", 101, 1)).0,
+            Outcome::RefusedDomain
+        );
+    }
+
+    #[test]
+    fn a_damaged_record_behind_a_good_header_is_refused() {
+        let (_dir, cfg, follow) = setup(&[]);
+        let mut bad = snap("ec2", 100, 1);
+        // Point the first name's first member past the members section, then re-seal.
+        let names_off = u32::from_le_bytes(bad[72..76].try_into().unwrap()) as usize;
+        bad[names_off + 8..names_off + 12].copy_from_slice(&1000u32.to_le_bytes());
+        nss_ec2_snapshot::format::seal_header(&mut bad);
+        assert!(Snapshot::parse(&bad).is_ok());
+        let (got, why) = check_and_install(&cfg, &follow, &bad);
+        assert_eq!(got, Outcome::RefusedCorrupt, "{why}");
+        assert!(!cfg.snapshot.exists());
+    }
+}

@@ -1,0 +1,241 @@
+//! Ed25519 keys for fleet mode: `keygen`, the poller's signing key, followers' trusted keys.
+//!
+//! A public key is written `ed25519:` and 64 hex digits, one line, as `keygen` prints it and as
+//! `trusted_keys` lists it. The secret key file holds `ed25519-secret:` and the 32-byte seed in
+//! hex; it must be readable by its owner only.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use nss_ec2_snapshot::signed;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+const PUBLIC_PREFIX: &str = "ed25519:";
+const SECRET_PREFIX: &str = "ed25519-secret:";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A public key as `keygen` prints it.
+pub fn public_text(key: &VerifyingKey) -> String {
+    format!("{PUBLIC_PREFIX}{}", hex(key.as_bytes()))
+}
+
+/// Reads a public key written as `ed25519:<64 hex>`.
+pub fn parse_public(text: &str) -> Result<VerifyingKey, String> {
+    let bytes = text
+        .trim()
+        .strip_prefix(PUBLIC_PREFIX)
+        .and_then(unhex::<32>)
+        .ok_or_else(|| format!("{text:?} is not a public key (`ed25519:` and 64 hex digits)"))?;
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| format!("{text:?} is not a valid Ed25519 public key"))?;
+    if key.is_weak() {
+        return Err(format!("{text:?} is a weak (small-order) Ed25519 key"));
+    }
+    Ok(key)
+}
+
+/// `ec2cached keygen --secret FILE`: writes a new signing key (mode 0600, never over an existing
+/// file) and returns its public key text.
+pub fn keygen(path: &Path) -> Result<String, String> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness for a key: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    seed.fill(0);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{} exists: refusing to overwrite a signing key (remove it first if you mean to \
+                 replace it, and give followers the new public key)",
+                path.display()
+            ),
+            _ => format!("cannot create {}: {e}", path.display()),
+        })?;
+    let text = format!("{SECRET_PREFIX}{}\n", hex(key.as_bytes()));
+    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
+    Ok(public_text(&key.verifying_key()))
+}
+
+/// Reads the poller's signing key; refuses a file that group or others may read.
+pub fn load_signing(path: &Path) -> Result<SigningKey, String> {
+    let what = || format!("signing key {}", path.display());
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the {}: {e}", what()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "the {} is readable by others (mode {mode:03o}): chmod 600 it",
+            what()
+        ));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read the {}: {e}", what()))?;
+    let seed = text
+        .trim()
+        .strip_prefix(SECRET_PREFIX)
+        .and_then(unhex::<32>)
+        .ok_or_else(|| format!("the {} is not a key written by `ec2cached keygen`", what()))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Signs an unsigned snapshot: the same snapshot with a signature trailer.
+pub fn sign(key: &SigningKey, unsigned: &[u8]) -> Result<Vec<u8>, String> {
+    let message = signed::prepare(unsigned).map_err(|e| format!("cannot sign: {e}"))?;
+    let signature: Signature = key.sign(&message);
+    Ok(signed::attach(
+        message,
+        key.verifying_key().as_bytes(),
+        &signature.to_bytes(),
+    ))
+}
+
+/// Why a snapshot's signature was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The file has no signature.
+    Unsigned,
+    /// Signed by a key that is not trusted (its public key text).
+    UnknownKey(String),
+    /// The signature does not verify: the file was changed after signing.
+    BadSignature,
+    /// The file is not a snapshot, or its trailer is damaged.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Unsigned => write!(f, "not signed (trusted_keys is set)"),
+            Refusal::UnknownKey(k) => write!(f, "signed by {k}, which is not in trusted_keys"),
+            Refusal::BadSignature => {
+                write!(f, "the signature does not verify (changed after signing)")
+            }
+            Refusal::Corrupt(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Checks that `bytes` is signed by one of `trusted` (strict verification: no malleable or
+/// small-order signatures).
+pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<(), Refusal> {
+    let parts = signed::split(bytes)
+        .map_err(|e| Refusal::Corrupt(e.to_string()))?
+        .ok_or(Refusal::Unsigned)?;
+    let key = trusted
+        .iter()
+        .find(|k| k.as_bytes() == &parts.public_key)
+        .ok_or_else(|| Refusal::UnknownKey(format!("{PUBLIC_PREFIX}{}", hex(&parts.public_key))))?;
+    key.verify_strict(parts.message, &Signature::from_bytes(&parts.signature))
+        .map_err(|_| Refusal::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nss_ec2_snapshot::{Instance, Kind, Meta, Name, Table};
+
+    fn snap() -> Vec<u8> {
+        Table {
+            names: vec![Name {
+                name: "i-1.ec2".into(),
+                kind: Kind::Instance,
+                members: vec![0],
+            }],
+            instances: vec![Instance {
+                name: 0,
+                v4: Some([10, 0, 0, 1]),
+                ..Instance::default()
+            }],
+        }
+        .encode(&Meta {
+            domain: "ec2".into(),
+            generated_unix: 1,
+            interval_secs: 30,
+            max_age_secs: 0,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn keygen_writes_a_private_key_once_and_prints_its_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let public = keygen(&path).unwrap();
+        assert!(
+            public.starts_with("ed25519:") && public.len() == 8 + 64,
+            "{public}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let before = std::fs::read(&path).unwrap();
+        let again = keygen(&path).unwrap_err();
+        assert!(again.contains("refusing to overwrite"), "{again}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let key = load_signing(&path).unwrap();
+        assert_eq!(public_text(&key.verifying_key()), public);
+        assert_eq!(parse_public(&public).unwrap(), key.verifying_key());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let open = load_signing(&path).unwrap_err();
+        assert!(open.contains("readable by others (mode 640)"), "{open}");
+    }
+
+    #[test]
+    fn only_a_trusted_untouched_signature_verifies() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let b = SigningKey::from_bytes(&[2; 32]);
+        let plain = snap();
+        let signed = sign(&a, &plain).unwrap();
+        assert_eq!(
+            verify(&signed, &[b.verifying_key(), a.verifying_key()]),
+            Ok(())
+        );
+        assert_eq!(verify(&plain, &[a.verifying_key()]), Err(Refusal::Unsigned));
+        assert!(matches!(
+            verify(&signed, &[b.verifying_key()]),
+            Err(Refusal::UnknownKey(k)) if k == public_text(&a.verifying_key())
+        ));
+        // Any byte the module reads is covered: change an address, re-seal the header checksum.
+        let mut changed = signed.clone();
+        let at = plain.len() - 40;
+        changed[at] ^= 1;
+        nss_ec2_snapshot::format::seal_header(&mut changed);
+        assert_eq!(
+            verify(&changed, &[a.verifying_key()]),
+            Err(Refusal::BadSignature)
+        );
+        let mut sig = signed.clone();
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+        assert_eq!(
+            verify(&sig, &[a.verifying_key()]),
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    #[test]
+    fn public_keys_are_checked() {
+        assert!(parse_public("ed25519:zz").is_err());
+        assert!(parse_public(&format!("ed25519:{}", "00".repeat(32))).is_err());
+        assert!(parse_public(&format!("rsa:{}", "00".repeat(32))).is_err());
+    }
+}
