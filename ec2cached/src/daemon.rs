@@ -56,7 +56,24 @@ impl Role {
 }
 
 /// One poll and publish, locally and (with a publisher) to S3; updates the status file.
-pub async fn cycle(cfg: &Config, publisher: Option<&mut Publisher>) -> Result<(), String> {
+///
+/// When only the upload failed, the retries (after the backoff) upload that same snapshot again
+/// without sweeping EC2 again, until `interval` has passed since the sweep: an S3 outage does
+/// not spend the account's DescribeInstances budget.
+pub async fn cycle(cfg: &Config, mut publisher: Option<&mut Publisher>) -> Result<(), String> {
+    if let Some(p) = publisher.as_deref_mut() {
+        let recent = p
+            .swept_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(u64::from(cfg.interval)));
+        if let Some(bytes) = p.pending.take().filter(|_| recent) {
+            let done = p.upload_and_record(&cfg.snapshot, &bytes).await;
+            if done.is_err() {
+                p.pending = Some(bytes);
+            }
+            tracing::info!("S3: {}", done?.label());
+            return Ok(());
+        }
+    }
     let started = now();
     let key = publisher.as_ref().map(|p| p.key.clone());
     let (stats, requests, bytes) =
@@ -71,8 +88,12 @@ pub async fn cycle(cfg: &Config, publisher: Option<&mut Publisher>) -> Result<()
         cfg.snapshot.display()
     );
     if let Some(p) = publisher {
-        let done = p.upload_and_record(&cfg.snapshot, &bytes).await?;
-        tracing::info!("S3: {}", done.label());
+        p.swept_at = Some(std::time::Instant::now());
+        let done = p.upload_and_record(&cfg.snapshot, &bytes).await;
+        if done.is_err() {
+            p.pending = Some(bytes);
+        }
+        tracing::info!("S3: {}", done?.label());
     }
     Ok(())
 }
@@ -146,7 +167,12 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                let d = backoff(failures, cfg.interval);
+                // A follower that cannot read S3 (an outage, SlowDown) keeps its pace: never
+                // more requests than when all is well.
+                let d = match role {
+                    Role::Follower(_) => next_poll(cfg.interval),
+                    Role::Poller(_) => backoff(failures, cfg.interval),
+                };
                 tracing::error!(
                     failures,
                     retry_in = format!("{:.1}s", d.as_secs_f64()),

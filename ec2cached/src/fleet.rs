@@ -153,6 +153,14 @@ pub fn read_everything(snap: &Snapshot<'_>) -> Result<(), nss_ec2_snapshot::Corr
     Ok(())
 }
 
+/// Adds what `object` sent and received since the last record to the status file's counters.
+fn record_counts(st: &mut Status, object: &mut s3::Object) {
+    let (requests, bytes) = object.take_counts();
+    st.s3_url = Some(object.url.to_string());
+    st.s3_requests = st.s3_requests.saturating_add(requests);
+    st.s3_bytes = st.s3_bytes.saturating_add(bytes);
+}
+
 /// A follower: the object, the last ETag seen, and the verdict on it.
 #[derive(Debug)]
 pub struct Follower {
@@ -200,15 +208,18 @@ impl Follower {
                     ),
                 )
             }
-            Ok(Got::TooLarge(n)) => {
-                self.etag = None;
-                (
-                    Outcome::RefusedCorrupt,
-                    format!(
-                        "the object is {n} bytes or more, more than max_size ({} bytes)",
-                        follow.max_size
-                    ),
-                )
+            Ok(Got::Denied(why)) => (
+                Outcome::Error,
+                format!("{why}: no s3:GetObject permission, or no object (S3 answers 403 for a missing key to those without s3:ListBucket)"),
+            ),
+            Ok(Got::TooLarge { size, etag }) => {
+                let why = format!(
+                    "the object is {size} bytes or more, more than max_size ({} bytes)",
+                    follow.max_size
+                );
+                self.etag = Some(etag);
+                self.refused = Some((Outcome::RefusedCorrupt, why.clone()));
+                (Outcome::RefusedCorrupt, why)
             }
             Ok(Got::Object { etag, body }) => {
                 let (o, why) = check_and_install(cfg, follow, &body);
@@ -223,9 +234,7 @@ impl Follower {
             Err(e) => (Outcome::Error, e),
         };
         let mut st = Status::load(&cfg.snapshot);
-        st.s3_url = Some(self.object.url.to_string());
-        st.s3_requests = self.object.requests();
-        st.s3_bytes = self.object.bytes();
+        record_counts(&mut st, &mut self.object);
         st.follow_outcome = Some(outcome.label().into());
         st.last_attempt = Some(started);
         if outcome.good() {
@@ -284,10 +293,19 @@ pub struct Publisher {
     pub key: SigningKey,
     republish_after: u32,
     remote: Option<Remote>,
+    /// A snapshot whose upload failed, to upload again before the next sweep.
+    pub pending: Option<Vec<u8>>,
+    /// When the last sweep was published locally.
+    pub swept_at: Option<std::time::Instant>,
 }
 
 /// The largest object a poller reads back before deciding (a published object is one of ours).
-const READ_BACK_MAX: u64 = 1 << 30;
+const READ_BACK_MAX: u64 = 4 * crate::config::DEFAULT_MAX_SIZE;
+
+/// How far in the future a published sweep may be and still count as newer than ours (clocks
+/// of pollers differ a little). An object further ahead is a poller with a broken clock, or not
+/// a poller's at all: it must not stop every poller, so it is replaced.
+const CLOCK_SLACK_SECS: u64 = 300;
 
 impl Publisher {
     /// Loads the signing key and builds the S3 client once.
@@ -298,6 +316,8 @@ impl Publisher {
             key,
             republish_after: p.republish_after,
             remote: None,
+            pending: None,
+            swept_at: None,
         })
     }
 
@@ -310,19 +330,28 @@ impl Publisher {
             .generated_unix;
         for _ in 0..3 {
             let etag = self.remote.as_ref().map(|r| r.etag.clone());
+            // Without s3:ListBucket, S3 answers 403 for a missing key: try to create it.
+            let mut denied = None;
             match self.object.get(etag.as_deref(), READ_BACK_MAX).await? {
                 Got::Unchanged => {}
                 Got::Missing => self.remote = None,
-                Got::TooLarge(n) => {
+                Got::Denied(why) => {
+                    self.remote = None;
+                    denied = Some(why);
+                }
+                Got::TooLarge { size, .. } => {
                     return Err(format!(
-                        "{} holds {n} bytes: not a snapshot, not replacing it",
+                        "{} holds {size} bytes or more: not a snapshot, not replacing it",
                         self.object.url
                     ))
                 }
                 Got::Object { etag, body } => {
-                    // Anything that is not a snapshot counts as the oldest sweep.
+                    // Anything that is not one of our snapshots counts as the oldest sweep,
+                    // and so does one from the far future.
                     let generated = Snapshot::parse(&body)
                         .map(|s| s.header().generated_unix)
+                        .ok()
+                        .filter(|&g| g <= now().saturating_add(CLOCK_SLACK_SECS))
                         .unwrap_or(0);
                     self.remote = Some(Remote {
                         etag,
@@ -354,6 +383,12 @@ impl Publisher {
                     });
                     return Ok(Uploaded::Uploaded);
                 }
+                Put::Conflict if denied.is_some() => {
+                    return Err(format!(
+                        "{}; it exists but this poller cannot read it: grant s3:GetObject",
+                        denied.unwrap_or_default()
+                    ));
+                }
                 Put::Conflict => {
                     tracing::info!(
                         "{} changed while uploading (another poller): reading it again",
@@ -376,9 +411,7 @@ impl Publisher {
     ) -> Result<Uploaded, String> {
         let result = self.upload(signed).await;
         let mut st = Status::load(snapshot);
-        st.s3_url = Some(self.object.url.to_string());
-        st.s3_requests = self.object.requests();
-        st.s3_bytes = self.object.bytes();
+        record_counts(&mut st, &mut self.object);
         st.published_at = Some(now());
         match &result {
             Ok(u) => st.publish_outcome = Some(u.label().into()),

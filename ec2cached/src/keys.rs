@@ -84,7 +84,7 @@ pub fn load_signing(path: &Path) -> Result<SigningKey, String> {
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
-            "the {} is readable by others (mode {mode:03o}): chmod 600 it",
+            "the {} is readable by group or others (mode {mode:03o}): chmod 600 it",
             what()
         ));
     }
@@ -196,7 +196,10 @@ mod tests {
         assert_eq!(parse_public(&public).unwrap(), key.verifying_key());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         let open = load_signing(&path).unwrap_err();
-        assert!(open.contains("readable by others (mode 640)"), "{open}");
+        assert!(
+            open.contains("readable by group or others (mode 640)"),
+            "{open}"
+        );
     }
 
     #[test]

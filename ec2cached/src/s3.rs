@@ -49,6 +49,8 @@ pub struct Object {
     pub url: S3Url,
     requests: Arc<AtomicU64>,
     bytes: u64,
+    /// Requests and bytes already added to the status file.
+    recorded: (u64, u64),
 }
 
 /// What a conditional GET found.
@@ -58,8 +60,15 @@ pub enum Got {
     Unchanged,
     /// There is no object (or no bucket).
     Missing,
-    /// The object is larger than the cap; its body was not read.
-    TooLarge(u64),
+    /// 403: no permission to read it, or (without `s3:ListBucket`) no such object.
+    Denied(String),
+    /// The object is larger than the cap; its body was not read (or not all of it).
+    TooLarge {
+        /// Its size, or as much of it as was read.
+        size: u64,
+        /// Its ETag, so that the same object is not fetched again.
+        etag: String,
+    },
     /// The object.
     Object {
         /// Its ETag, for the next conditional request.
@@ -120,17 +129,17 @@ impl Object {
             url: url.clone(),
             requests,
             bytes: 0,
+            recorded: (0, 0),
         })
     }
 
-    /// HTTP requests sent so far, retries included.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Body bytes received and sent so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
+    /// HTTP requests sent (retries included) and body bytes received or sent since the last
+    /// call: what to add to the status file's counters.
+    pub fn take_counts(&mut self) -> (u64, u64) {
+        let now = (self.requests.load(Ordering::Relaxed), self.bytes);
+        let delta = (now.0 - self.recorded.0, now.1 - self.recorded.1);
+        self.recorded = now;
+        delta
     }
 
     /// GET, conditional on `etag` when given; refuses to read a body larger than `max` bytes.
@@ -152,15 +161,16 @@ impl Object {
                     (_, Some(s)) if s.is_no_such_key() => Ok(Got::Missing),
                     (_, Some(s)) if s.code() == Some("NoSuchBucket") => Ok(Got::Missing),
                     (Some(404), _) => Ok(Got::Missing),
+                    (Some(403), _) => Ok(Got::Denied(self.describe("GET", &e))),
                     _ => Err(self.describe("GET", &e)),
                 };
             }
         };
         let declared = out.content_length().and_then(|n| u64::try_from(n).ok());
-        if let Some(n) = declared.filter(|&n| n > max) {
-            return Ok(Got::TooLarge(n));
-        }
         let etag = out.e_tag().unwrap_or_default().to_string();
+        if let Some(size) = declared.filter(|&n| n > max) {
+            return Ok(Got::TooLarge { size, etag });
+        }
         let mut stream = out.body;
         let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
         while let Some(chunk) = stream.next().await {
@@ -173,7 +183,8 @@ impl Object {
             })?;
             self.bytes += chunk.len() as u64;
             if (body.len() + chunk.len()) as u64 > max {
-                return Ok(Got::TooLarge((body.len() + chunk.len()) as u64));
+                let size = (body.len() + chunk.len()) as u64;
+                return Ok(Got::TooLarge { size, etag });
             }
             body.extend_from_slice(&chunk);
         }

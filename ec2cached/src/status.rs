@@ -133,7 +133,7 @@ pub fn report(cfg: &Config) -> (String, bool) {
     }
     if follower {
         if let Some(t) = st.last_success {
-            let _ = writeln!(out, "last good check: {}", when(t, now));
+            let _ = writeln!(out, "good check:     {}", when(t, now));
         }
     } else if let Some(t) = st.last_success {
         let _ = writeln!(out, "last success:   {}", when(t, now));
