@@ -14,7 +14,7 @@
 
 use crate::config::{Config, Follow, Publish};
 use crate::keys::{self, Refusal};
-use crate::publish::{self, now, Installed, NotInstalled, Status};
+use crate::publish::{self, now, Installed, NotInstalled, Status, CLOCK_SLACK_SECS};
 use crate::s3::{self, Expect, Got, Put};
 use ed25519_dalek::SigningKey;
 use nss_ec2_snapshot::signed::same_fleet;
@@ -102,6 +102,16 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
         );
     }
     let h = snap.header();
+    if h.generated_unix > now().saturating_add(CLOCK_SLACK_SECS) {
+        return (
+            Outcome::RefusedCorrupt,
+            format!(
+                "its sweep ({}) is more than {CLOCK_SLACK_SECS} s in this host's future: a \
+                 poller's clock, or this host's, is wrong",
+                crate::status::utc(h.generated_unix)
+            ),
+        );
+    }
     match publish::install(&cfg.snapshot, bytes) {
         Ok(Installed::Same) => (Outcome::Unchanged, "same as installed".into()),
         Ok(Installed::Replaced) => (
@@ -301,11 +311,6 @@ pub struct Publisher {
 
 /// The largest object a poller reads back before deciding (a published object is one of ours).
 const READ_BACK_MAX: u64 = 4 * crate::config::DEFAULT_MAX_SIZE;
-
-/// How far in the future a published sweep may be and still count as newer than ours (clocks
-/// of pollers differ a little). An object further ahead is a poller with a broken clock, or not
-/// a poller's at all: it must not stop every poller, so it is replaced.
-const CLOCK_SLACK_SECS: u64 = 300;
 
 impl Publisher {
     /// Loads the signing key and builds the S3 client once.
@@ -509,6 +514,19 @@ mod tests {
         let v2b = keys::sign(&good, &snap("ec2", 200, 3)).unwrap();
         assert_eq!(check_and_install(&cfg, &follow, &v2b).0, Outcome::Installed);
         assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), v2b);
+    }
+
+    #[test]
+    fn a_sweep_from_the_far_future_is_refused_and_does_not_block_later_ones() {
+        let (_dir, cfg, follow) = setup(&[]);
+        let future = now() + 3600;
+        let (got, why) = check_and_install(&cfg, &follow, &snap("ec2", future, 1));
+        assert_eq!(got, Outcome::RefusedCorrupt, "{why}");
+        assert!(why.contains("in this host's future"), "{why}");
+        // One that got there anyway (written by an older version, or by hand) is replaced.
+        std::fs::write(&cfg.snapshot, snap("ec2", future, 1)).unwrap();
+        let (got, why) = check_and_install(&cfg, &follow, &snap("ec2", now(), 2));
+        assert_eq!(got, Outcome::Installed, "{why}");
     }
 
     #[test]

@@ -186,6 +186,12 @@ pub fn lock_path(snapshot: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// How far in the future a sweep may be and still count as newer (clocks of pollers and hosts
+/// differ a little). A snapshot further ahead comes from a broken clock, or from no poller: it is
+/// not installed, and one already installed does not block later sweeps (it would stall every
+/// writer until the clocks caught up).
+pub const CLOCK_SLACK_SECS: u64 = 300;
+
 /// What [`install`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Installed {
@@ -221,7 +227,8 @@ impl std::fmt::Display for NotInstalled {
 /// Replaces the snapshot at `path` with `bytes` (a snapshot that parses) unless the installed
 /// one comes from a later sweep: every writer (the daemon as poller or follower, `refresh`,
 /// `install`) takes `<path>.lock` first, so two writers never put an older generation over a
-/// newer one. An installed file that does not parse is replaced.
+/// newer one. An installed file that does not parse, or whose sweep is more than
+/// [`CLOCK_SLACK_SECS`] in the future, is replaced.
 pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
     let ours = Snapshot::parse(bytes)
         .map_err(|e| NotInstalled::Io(format!("self-check failed: {e}")))?
@@ -251,7 +258,7 @@ pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
         }
         if let Ok(s) = Snapshot::parse(&current) {
             let installed = s.header().generated_unix;
-            if installed > ours {
+            if installed > ours && installed <= now().saturating_add(CLOCK_SLACK_SECS) {
                 return Err(NotInstalled::Rollback(installed, ours));
             }
         }
