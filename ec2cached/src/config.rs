@@ -56,6 +56,7 @@ struct RawPublish {
     url: String,
     signing_key: PathBuf,
     republish_after: Option<u32>,
+    peer_keys: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -89,11 +90,13 @@ impl S3Url {
             .strip_prefix("s3://")
             .and_then(|r| r.split_once('/'))
             .ok_or_else(bad)?;
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-        if !bucket_ok || key.is_empty() || key.len() > 1024 {
+            && bucket.bytes().all(|b| alnum(b) || b == b'.' || b == b'-')
+            && bucket.bytes().next().is_some_and(alnum)
+            && bucket.bytes().last().is_some_and(alnum)
+            && !bucket.contains("..");
+        if !bucket_ok || key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
             return Err(bad());
         }
         Ok(S3Url {
@@ -113,6 +116,9 @@ pub struct Publish {
     /// Seconds after which an unchanged fleet is uploaded again, so that followers' `max_age`
     /// counts from a recent sweep.
     pub republish_after: u32,
+    /// Public keys of the other pollers of the object: their snapshots count as sweeps (a later
+    /// one is not replaced); anything else in S3 is replaced.
+    pub peer_keys: Vec<ed25519_dalek::VerifyingKey>,
 }
 
 /// `[follow]`: this host installs what a poller published instead of polling EC2.
@@ -325,10 +331,17 @@ impl Config {
                 if p.signing_key.as_os_str().is_empty() {
                     return Err(err(Some("publish.signing_key"), "must be a file".into()));
                 }
+                let mut peer_keys = Vec::new();
+                for (i, k) in p.peer_keys.unwrap_or_default().iter().enumerate() {
+                    let key = crate::keys::parse_public(k)
+                        .map_err(|e| err(Some(&format!("publish.peer_keys[{i}]")), e))?;
+                    peer_keys.push(key);
+                }
                 Some(Publish {
                     url,
                     signing_key: p.signing_key,
                     republish_after,
+                    peer_keys,
                 })
             }
         };
@@ -354,10 +367,10 @@ impl Config {
                     ));
                 }
                 let max_size = f.max_size.unwrap_or(DEFAULT_MAX_SIZE);
-                if max_size < 4096 {
+                if !(4096..=1 << 30).contains(&max_size) {
                     return Err(err(
                         Some("follow.max_size"),
-                        "must be at least 4096 bytes".into(),
+                        "must be 4096 bytes to 1 GiB".into(),
                     ));
                 }
                 Some(Follow {
@@ -477,6 +490,21 @@ max_age         = 3600
         .unwrap();
         let p = c.publish.unwrap();
         assert_eq!(p.url.to_string(), "s3://my-bucket/fleet/hosts.snap");
+        assert!(p.peer_keys.is_empty());
+        let peers = parse(&format!(
+            "[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"\npeer_keys = [\"{KEY}\"]"
+        ))
+        .unwrap();
+        assert_eq!(peers.publish.unwrap().peer_keys.len(), 1);
+        for bad in [
+            "s3://-b/k",
+            "s3://b..c/k",
+            "s3://bc-/k",
+            "s3://bcd/a\u{7}b",
+            "s3://bcd/",
+        ] {
+            assert!(S3Url::parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(p.republish_after, 150);
         assert_eq!(
             parse("[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"")
@@ -547,7 +575,7 @@ max_age         = 3600
             ),
             (
                 format!("[follow]\ntrusted_keys = [\"{KEY}\"]\nmax_size = 10"),
-                "key `follow.max_size`: must be at least 4096",
+                "key `follow.max_size`: must be 4096 bytes to 1 GiB",
             ),
             (
                 "[follow]\nurl = \"s3://b-1/k\"\ncolour = 1".into(),

@@ -156,13 +156,16 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         };
+        // Ready once names resolve: a snapshot is published and fresh. Not merely after a cycle
+        // that did not fail (a follower that refused an object has nothing to serve yet), and
+        // not only after a wholly good one (a poller whose upload failed serves its host).
+        if !told_ready && usable(&cfg) {
+            ready();
+            told_ready = true;
+        }
         let delay = match outcome {
             Ok(()) => {
                 failures = 0;
-                if !told_ready {
-                    ready();
-                    told_ready = true;
-                }
                 next_poll(cfg.interval)
             }
             Err(e) => {

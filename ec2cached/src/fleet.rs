@@ -60,6 +60,17 @@ impl Outcome {
     }
 }
 
+/// True when a refusal depends on the object's bytes alone, so that the same object (a 304)
+/// gets the same verdict without another download; a verdict that depends on the clock or on
+/// the installed snapshot is made again.
+fn lasting(outcome: Outcome, why: &str) -> bool {
+    match outcome {
+        Outcome::RefusedSignature | Outcome::RefusedDomain => true,
+        Outcome::RefusedCorrupt => !why.contains("in this host's future"),
+        _ => false,
+    }
+}
+
 /// The checks every snapshot from elsewhere passes before it is installed, then the install.
 /// Returns the outcome and a one-line message (why, for a refusal).
 pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcome, String) {
@@ -102,6 +113,19 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
         );
     }
     let h = snap.header();
+    let age = now().saturating_sub(h.generated_unix);
+    if h.max_age_secs != 0 && age > u64::from(h.max_age_secs) {
+        // An old object put back in S3 cannot reach a host that has nothing newer (a new host,
+        // an emptied state directory) once it has expired: it would answer UNAVAIL anyway.
+        return (
+            Outcome::RefusedRollback,
+            format!(
+                "expired: its sweep ({}) is {age} s old, more than its max_age ({} s)",
+                crate::status::utc(h.generated_unix),
+                h.max_age_secs
+            ),
+        );
+    }
     if h.generated_unix > now().saturating_add(CLOCK_SLACK_SECS) {
         return (
             Outcome::RefusedCorrupt,
@@ -190,7 +214,8 @@ impl Follower {
             .and_then(|f| f.url.as_ref())
             .ok_or("[follow] has no `url`: nothing to follow (`ec2cached install FILE` installs snapshots shipped by other means)")?;
         Ok(Follower {
-            object: s3::Object::new(url, None).await?,
+            // One attempt per check: the next check, one interval later, is the retry.
+            object: s3::Object::new(url, None, 1).await?,
             etag: None,
             refused: None,
         })
@@ -201,6 +226,14 @@ impl Follower {
     pub async fn check(&mut self, cfg: &Config) -> (Outcome, String) {
         let follow = cfg.follow.as_ref().expect("a follower has [follow]");
         let started = now();
+        // A 304 says the object is the one last seen, not that it is installed here: if the
+        // snapshot was removed or damaged since, fetch the object again.
+        let installed = std::fs::read(&cfg.snapshot)
+            .ok()
+            .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
+        if installed.is_none() {
+            self.etag = None;
+        }
         let got = self.object.get(self.etag.as_deref(), follow.max_size).await;
         let (outcome, msg) = match got {
             Ok(Got::Unchanged) => match &self.refused {
@@ -233,12 +266,11 @@ impl Follower {
             }
             Ok(Got::Object { etag, body }) => {
                 let (o, why) = check_and_install(cfg, follow, &body);
-                self.etag = Some(etag);
-                self.refused = (!o.good() && o != Outcome::Error).then(|| (o, why.clone()));
-                if o == Outcome::Error {
-                    // A local failure (disk full): read the object again next time.
-                    self.etag = None;
-                }
+                // Remember the object when its verdict stands: installed, or refused for its
+                // bytes. Otherwise (a local failure, a rollback or clock verdict) read it again.
+                let keep = o.good() || lasting(o, &why);
+                self.etag = keep.then_some(etag);
+                self.refused = (!o.good() && keep).then(|| (o, why.clone()));
                 (o, why)
             }
             Err(e) => (Outcome::Error, e),
@@ -250,12 +282,17 @@ impl Follower {
         if outcome.good() {
             st.last_success = Some(started);
             st.consecutive_failures = 0;
-            if let Ok(b) = std::fs::read(&cfg.snapshot) {
-                if let Ok(s) = Snapshot::parse(&b) {
-                    st.names = s.header().names as usize;
-                    st.live = s.header().instances as usize;
-                    st.instances = st.live;
-                }
+            let now_installed = if outcome == Outcome::Installed {
+                std::fs::read(&cfg.snapshot)
+                    .ok()
+                    .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
+            } else {
+                installed
+            };
+            if let Some(h) = now_installed {
+                st.names = h.names as usize;
+                st.live = h.instances as usize;
+                st.instances = st.live;
             }
         } else {
             st.failed(started, &format!("{}: {msg}", outcome.label()));
@@ -301,8 +338,16 @@ pub struct Publisher {
     object: s3::Object,
     /// The signing key.
     pub key: SigningKey,
+    /// Keys whose snapshots count as pollers' sweeps when read back: this poller's and
+    /// `[publish] peer_keys`.
+    pollers: Vec<ed25519_dalek::VerifyingKey>,
+    domain: String,
     republish_after: u32,
     remote: Option<Remote>,
+    /// The latest sweep this poller has seen in S3 (its own uploads and its peers'; kept in the
+    /// status file): an older object was put back by someone, and is replaced even if its names
+    /// are current.
+    high_water: u64,
     /// A snapshot whose upload failed, to upload again before the next sweep.
     pub pending: Option<Vec<u8>>,
     /// When the last sweep was published locally.
@@ -316,14 +361,34 @@ impl Publisher {
     /// Loads the signing key and builds the S3 client once.
     pub async fn new(cfg: &Config, p: &Publish) -> Result<Publisher, String> {
         let key = keys::load_signing(&p.signing_key)?;
+        let mut pollers = vec![key.verifying_key()];
+        pollers.extend(p.peer_keys.iter().copied());
         Ok(Publisher {
-            object: s3::Object::new(&p.url, cfg.regions.first().map(String::as_str)).await?,
+            object: s3::Object::new(&p.url, cfg.regions.first().map(String::as_str), 3).await?,
             key,
+            pollers,
+            domain: cfg.rules.domain.clone(),
             republish_after: p.republish_after,
             remote: None,
+            high_water: Status::load(&cfg.snapshot).s3_high_water,
             pending: None,
             swept_at: None,
         })
+    }
+
+    /// The sweep time of an object read back, if it is a pollers' snapshot: signed by this
+    /// poller or a peer, for this domain, not from the far future. Anything else (written by
+    /// someone else, damaged, a broken clock) counts as the oldest sweep, 0, and is replaced.
+    fn sweep_of(&self, body: &[u8]) -> u64 {
+        if keys::verify(body, &self.pollers).is_err() {
+            return 0;
+        }
+        Snapshot::parse(body)
+            .ok()
+            .filter(|s| s.domain() == self.domain.as_bytes())
+            .map(|s| s.header().generated_unix)
+            .filter(|&g| g <= now().saturating_add(CLOCK_SLACK_SECS))
+            .unwrap_or(0)
     }
 
     /// Uploads `signed` (the snapshot just published locally) unless S3 has the same names
@@ -344,20 +409,16 @@ impl Publisher {
                     self.remote = None;
                     denied = Some(why);
                 }
-                Got::TooLarge { size, .. } => {
-                    return Err(format!(
-                        "{} holds {size} bytes or more: not a snapshot, not replacing it",
-                        self.object.url
-                    ))
+                // Not a snapshot of ours: the oldest sweep, replaced (still conditionally).
+                Got::TooLarge { etag, .. } => {
+                    self.remote = Some(Remote {
+                        etag,
+                        generated: 0,
+                        body: Vec::new(),
+                    })
                 }
                 Got::Object { etag, body } => {
-                    // Anything that is not one of our snapshots counts as the oldest sweep,
-                    // and so does one from the far future.
-                    let generated = Snapshot::parse(&body)
-                        .map(|s| s.header().generated_unix)
-                        .ok()
-                        .filter(|&g| g <= now().saturating_add(CLOCK_SLACK_SECS))
-                        .unwrap_or(0);
+                    let generated = self.sweep_of(&body);
                     self.remote = Some(Remote {
                         etag,
                         generated,
@@ -369,11 +430,14 @@ impl Publisher {
                 None => Expect::Absent,
                 Some(r) => {
                     if r.generated > ours {
+                        self.high_water = self.high_water.max(r.generated);
                         return Ok(Uploaded::NewerPublished);
                     }
                     let recent =
                         now().saturating_sub(r.generated) < u64::from(self.republish_after);
-                    if r.body == signed || (recent && same_fleet(&r.body, signed)) {
+                    let rolled_back = r.generated < self.high_water;
+                    if r.body == signed || (recent && !rolled_back && same_fleet(&r.body, signed)) {
+                        self.high_water = self.high_water.max(r.generated);
                         return Ok(Uploaded::Unchanged);
                     }
                     Expect::Etag(r.etag.clone())
@@ -381,6 +445,7 @@ impl Publisher {
             };
             match self.object.put(signed.to_vec(), &expect).await? {
                 Put::Stored(etag) => {
+                    self.high_water = self.high_water.max(ours);
                     self.remote = Some(Remote {
                         etag,
                         generated: ours,
@@ -408,7 +473,7 @@ impl Publisher {
         ))
     }
 
-    /// Uploads and records the outcome in the status file. Returns the status line.
+    /// Uploads and records the outcome in the status file.
     pub async fn upload_and_record(
         &mut self,
         snapshot: &Path,
@@ -418,8 +483,13 @@ impl Publisher {
         let mut st = Status::load(snapshot);
         record_counts(&mut st, &mut self.object);
         st.published_at = Some(now());
+        st.s3_high_water = st.s3_high_water.max(self.high_water);
         match &result {
-            Ok(u) => st.publish_outcome = Some(u.label().into()),
+            Ok(u) => {
+                st.publish_outcome = Some(u.label().into());
+                // A retried upload that succeeds ends the failure of its sweep.
+                st.consecutive_failures = 0;
+            }
             Err(e) => {
                 st.publish_outcome = Some(format!("FAILED: {e}"));
                 st.failed(now(), &format!("published locally, not to S3: {e}"));

@@ -5,7 +5,8 @@ use ec2cached::config::Config;
 use ec2cached::publish::{self, now};
 use ec2cached::{daemon, explain, fleet, keys, source, status};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `--help`, which is also the man page (help2man): every command with its arguments, once.
@@ -130,47 +131,63 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
             let mut f = fleet::Follower::new(cfg).await?;
             let (outcome, msg) = f.check(cfg).await;
             if outcome.good() {
-                eprintln!("ec2cached: {}: {msg}", outcome.label());
+                eprintln!("ec2cached: {msg}");
                 Ok(())
             } else {
                 Err(format!("{}: {msg}", outcome.label()))
             }
         });
     }
-    let started = now();
-    let publisher = match &cfg.publish {
-        Some(p) => Some(runtime()?.block_on(fleet::Publisher::new(cfg, p))?),
-        None => None,
-    };
-    let key = publisher.as_ref().map(|p| p.key.clone());
-    let (stats, _, bytes) =
-        publish::publish_and_record(cfg, started, sweep(cfg, from_file), key.as_ref())?;
-    eprintln!(
-        "ec2cached: published {}: {} names, {} live instances ({} ready)",
-        cfg.snapshot.display(),
-        stats.names,
-        stats.live,
-        stats.ready
-    );
-    if let Some(mut p) = publisher {
-        let url = cfg
-            .publish
-            .as_ref()
-            .map(|p| p.url.to_string())
-            .unwrap_or_default();
-        let done = runtime()?.block_on(p.upload_and_record(&cfg.snapshot, &bytes))?;
-        eprintln!("ec2cached: {url}: {}", done.label());
+    if from_file.is_some() && cfg.publish.is_some() {
+        return Err(
+            "--from-file with [publish] would sign a fleet read from a file and send it to every \
+             follower: use a config without [publish]"
+                .into(),
+        );
     }
-    Ok(())
+    let started = now();
+    runtime()?.block_on(async {
+        let mut publisher = match &cfg.publish {
+            Some(p) => Some(fleet::Publisher::new(cfg, p).await?),
+            None => None,
+        };
+        let swept = match from_file {
+            Some(f) => source::from_file(f, cfg),
+            None => source::poll(cfg).await,
+        };
+        let key = publisher.as_ref().map(|p| p.key.clone());
+        let (stats, _, bytes) = publish::publish_and_record(cfg, started, swept, key.as_ref())?;
+        eprintln!(
+            "ec2cached: published {}: {} names, {} live instances ({} ready)",
+            cfg.snapshot.display(),
+            stats.names,
+            stats.live,
+            stats.ready
+        );
+        if let (Some(p), Some(publish)) = (publisher.as_mut(), &cfg.publish) {
+            let done = p.upload_and_record(&cfg.snapshot, &bytes).await?;
+            eprintln!("ec2cached: {}: {}", publish.url, done.label());
+        }
+        Ok(())
+    })
 }
 
-fn install(cfg: &Config, file: &PathBuf) -> Result<(), String> {
-    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+fn install(cfg: &Config, file: &Path) -> Result<(), String> {
     let unchecked = fleet_unchecked();
     let follow = cfg.follow.as_ref().unwrap_or(&unchecked);
+    let cant = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", file.display());
+    let f = std::fs::File::open(file).map_err(|e| cant(&e))?;
+    if !f.metadata().map_err(|e| cant(&e))?.is_file() {
+        return Err(cant(&"not a regular file"));
+    }
+    // No more than the size cap (and one byte to tell that it is over).
+    let mut bytes = Vec::new();
+    f.take(follow.max_size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cant(&e))?;
     let (outcome, msg) = fleet::check_and_install(cfg, follow, &bytes);
     if outcome.good() {
-        eprintln!("ec2cached: {}: {msg}", outcome.label());
+        eprintln!("ec2cached: {msg}");
         Ok(())
     } else {
         Err(format!(

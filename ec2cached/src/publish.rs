@@ -64,10 +64,12 @@ pub struct Status {
     /// Follower: the outcome of the last check (`unchanged`, `installed`, `refused_signature`,
     /// `refused_rollback`, `refused_corrupt`, `refused_domain`, `error`).
     pub follow_outcome: Option<String>,
-    /// S3 requests sent by this host since its daemon started (retries included).
+    /// S3 requests sent by this host (retries included), a running total.
     pub s3_requests: u64,
-    /// S3 body bytes received or sent since its daemon started.
+    /// S3 body bytes received or sent, a running total.
     pub s3_bytes: u64,
+    /// Poller: the latest pollers' sweep seen in S3 (an older object there was put back).
+    pub s3_high_water: u64,
 }
 
 /// Path of the status file of a snapshot.
@@ -192,6 +194,68 @@ pub fn lock_path(snapshot: &Path) -> PathBuf {
 /// writer until the clocks caught up).
 pub const CLOCK_SLACK_SECS: u64 = 300;
 
+/// How long a writer waits for another to finish before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes `<snapshot>.lock`, the lock every writer of the snapshot holds while it compares and
+/// replaces. The file is the state directory owner's, mode 0600 (root makes it so when it
+/// creates it), so no other account can take the lock and stall the daemon; it is opened
+/// without following a symlink and without blocking on a FIFO, and waited for at most
+/// [`LOCK_WAIT`].
+fn lock_writers(snapshot: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, NotInstalled> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let lock = lock_path(snapshot);
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        NotInstalled::Io(format!("cannot {what} {}: {e}", lock.display()))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&lock)
+        .map_err(|e| fail("open", &e))?;
+    let meta = file.metadata().map_err(|e| fail("stat", &e))?;
+    if !meta.is_file() {
+        return Err(fail("use", &"not a regular file"));
+    }
+    let dir = lock
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(d) = std::fs::metadata(dir) {
+        // Root (`sudo ec2cached install`) hands a lock file it made to the daemon's account.
+        if nix::unistd::geteuid().is_root() && meta.uid() != d.uid() {
+            std::os::unix::fs::fchown(&file, Some(d.uid()), Some(d.gid()))
+                .map_err(|e| fail("chown", &e))?;
+        }
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fail("chmod", &e))?;
+    }
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(held) => return Ok(held),
+            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(fail(
+                    "lock",
+                    &format!("another writer has held it for {} s", LOCK_WAIT.as_secs()),
+                ))
+            }
+            Err((_, e)) => return Err(fail("lock", &e)),
+        }
+    }
+}
+
 /// What [`install`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Installed {
@@ -234,24 +298,7 @@ pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
         .map_err(|e| NotInstalled::Io(format!("self-check failed: {e}")))?
         .header()
         .generated_unix;
-    let lock = lock_path(path);
-    // Read-only is enough for flock(2), so a lock file made by root (`sudo ec2cached install`)
-    // still serves the daemon's account.
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(false)
-        .create(false)
-        .open(&lock)
-        .or_else(|_| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock)
-        })
-        .map_err(|e| NotInstalled::Io(format!("cannot open {}: {e}", lock.display())))?;
-    let _held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| NotInstalled::Io(format!("cannot lock {}: {e}", lock.display())))?;
+    let _held = lock_writers(path)?;
     if let Ok(current) = std::fs::read(path) {
         if current == bytes {
             return Ok(Installed::Same);

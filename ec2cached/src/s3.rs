@@ -98,11 +98,11 @@ pub enum Put {
 
 impl Object {
     /// A client for `url` with the standard credential and region chains; `region` is used
-    /// when the chain finds none.
-    pub async fn new(url: &S3Url, region: Option<&str>) -> Result<Object, String> {
+    /// when the chain finds none; `attempts` per request (the SDK's standard retries).
+    pub async fn new(url: &S3Url, region: Option<&str>, attempts: u32) -> Result<Object, String> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(source::timeouts(ATTEMPT_SECS))
-            .retry_config(RetryConfig::standard().with_max_attempts(3));
+            .retry_config(RetryConfig::standard().with_max_attempts(attempts.max(1)));
         if let Some(r) = region {
             let chain = aws_config::meta::region::RegionProviderChain::default_provider()
                 .or_else(aws_sdk_s3::config::Region::new(r.to_string()));
@@ -172,7 +172,8 @@ impl Object {
             return Ok(Got::TooLarge { size, etag });
         }
         let mut stream = out.body;
-        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        // The declared length is the server's word: reserve no more than a typical snapshot.
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(16 << 20) as usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 format!(
