@@ -504,28 +504,9 @@ impl Publisher {
 mod tests {
     use super::*;
     use crate::config::{Config, Follow};
-    use nss_ec2_snapshot::{Instance, Kind, Meta, Name, Table};
 
     fn snap(domain: &str, generated: u64, v4: u8) -> Vec<u8> {
-        Table {
-            names: vec![Name {
-                name: format!("i-1.{domain}"),
-                kind: Kind::Instance,
-                members: vec![0],
-            }],
-            instances: vec![Instance {
-                name: 0,
-                v4: Some([10, 0, 0, v4]),
-                ..Instance::default()
-            }],
-        }
-        .encode(&Meta {
-            domain: domain.into(),
-            generated_unix: generated,
-            interval_secs: 30,
-            max_age_secs: 0,
-        })
-        .unwrap()
+        nss_ec2_snapshot::format::tiny(domain, generated, v4)
     }
 
     fn setup(trusted: &[&SigningKey]) -> (tempfile::TempDir, Config, Follow) {

@@ -152,28 +152,9 @@ pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nss_ec2_snapshot::{Instance, Kind, Meta, Name, Table};
 
     fn snap() -> Vec<u8> {
-        Table {
-            names: vec![Name {
-                name: "i-1.ec2".into(),
-                kind: Kind::Instance,
-                members: vec![0],
-            }],
-            instances: vec![Instance {
-                name: 0,
-                v4: Some([10, 0, 0, 1]),
-                ..Instance::default()
-            }],
-        }
-        .encode(&Meta {
-            domain: "ec2".into(),
-            generated_unix: 1,
-            interval_secs: 30,
-            max_age_secs: 0,
-        })
-        .unwrap()
+        nss_ec2_snapshot::format::tiny("ec2", 1, 1)
     }
 
     #[test]

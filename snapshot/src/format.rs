@@ -366,6 +366,31 @@ pub fn seal_header(bytes: &mut [u8]) {
     }
 }
 
+/// A snapshot of one instance, `i-1.DOMAIN` at 10.0.0.`last`, generated at `generated`: for
+/// tests of code that handles whole files (signing, installing).
+#[doc(hidden)]
+pub fn tiny(domain: &str, generated: u64, last: u8) -> Vec<u8> {
+    Table {
+        names: vec![Name {
+            name: format!("i-1.{domain}"),
+            kind: Kind::Instance,
+            members: vec![0],
+        }],
+        instances: vec![Instance {
+            name: 0,
+            v4: Some([10, 0, 0, last]),
+            ..Instance::default()
+        }],
+    }
+    .encode(&Meta {
+        domain: domain.into(),
+        generated_unix: generated,
+        interval_secs: 30,
+        max_age_secs: 0,
+    })
+    .expect("a one-instance table encodes")
+}
+
 /// The decoded fixed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {

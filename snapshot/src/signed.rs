@@ -121,28 +121,10 @@ pub fn same_fleet(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{Instance, Kind, Meta, Name, Table};
+    use crate::format::tiny;
 
     fn snap(generated: u64, v4: u8) -> Vec<u8> {
-        let t = Table {
-            names: vec![Name {
-                name: "i-1.ec2".into(),
-                kind: Kind::Instance,
-                members: vec![0],
-            }],
-            instances: vec![Instance {
-                name: 0,
-                v4: Some([10, 0, 0, v4]),
-                ..Instance::default()
-            }],
-        };
-        t.encode(&Meta {
-            domain: "ec2".into(),
-            generated_unix: generated,
-            interval_secs: 30,
-            max_age_secs: 0,
-        })
-        .unwrap()
+        tiny("ec2", generated, v4)
     }
 
     #[test]

@@ -26,7 +26,19 @@ def error_xml(code, message):
     ).encode()
 
 
-class FaultProxy:
+class Served:
+    """start() and stop() for the loopback http.server a proxy holds in `self.server`."""
+
+    def start(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultProxy(Served):
     def __init__(self, upstream):
         self.upstream = upstream
         self.fault = None
@@ -95,11 +107,3 @@ class FaultProxy:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()

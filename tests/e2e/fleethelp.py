@@ -28,6 +28,7 @@ import boto3
 from botocore.config import Config
 
 from conftest import EC2CACHED, REGION, Host
+from faultproxy import Served
 
 BUCKET = "fleet"
 KEY = "hosts.snap"
@@ -260,7 +261,7 @@ class Server(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class S3Proxy:
+class S3Proxy(Served):
     """An HTTP proxy to moto that records every request (kind, action/method, path, status,
     body bytes sent back) and injects S3 faults (`fault`) or holds DescribeInstances answers
     (`ec2_delay`). `upstream=None`: a trap that answers every request 403 (and counts it)."""
@@ -358,14 +359,6 @@ class S3Proxy:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
     def entries(self, kind=None, what=None, status=None, since=0):
         with self.lock:
