@@ -127,8 +127,8 @@ fn usable(cfg: &Config) -> bool {
 
 /// Runs until SIGTERM or SIGINT. `ready` is called once, as soon as a good snapshot is
 /// published: at start when the last good one is still there (a restart during an API outage
-/// must not fail the service), else after the first good poll.
-pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
+/// must not fail the service), else once a cycle has published or installed one.
+pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
     let sig = |k| signal(k).map_err(|e| format!("cannot install signal handlers: {e}"));
     let (mut term, mut int, mut hup) = (
         sig(SignalKind::terminate())?,
@@ -145,59 +145,108 @@ pub async fn run(cfg: Config, mut ready: impl FnMut()) -> Result<(), String> {
         "ec2cached starting"
     );
     let mut role = Role::new(&cfg).await?;
+    let follower = matches!(role, Role::Follower(_));
+    let (wake_tx, mut wake) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // A full channel already holds a wake-up: one is enough.
+            let _ = wake_tx.try_send(());
+        }
+    });
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    run_loop(
+        Pace {
+            interval: cfg.interval,
+            follower,
+        },
+        async || role.cycle(&cfg).await,
+        || usable(&cfg),
+        ready,
+        &mut wake,
+        shutdown,
+    )
+    .await;
+    tracing::info!("ec2cached stopping");
+    Ok(())
+}
+
+/// How the loop paces its cycles.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    /// Seconds between cycles.
+    pub interval: u32,
+    /// A follower keeps its pace after a failed check (the next check is the retry); a poller
+    /// backs off from 1 s (its sweep failed, the API may be back in a moment).
+    pub follower: bool,
+}
+
+/// The daemon's loop, apart from the world it acts on (so that tests drive it with paused
+/// time): `cycle` every interval (±10 %), at once when `wake` receives (SIGHUP), after a failure
+/// again after [`backoff`] (a poller) or the interval (a follower); `ready` once, as soon as
+/// `usable` says names resolve; returns when `shutdown` completes, even mid-cycle.
+pub async fn run_loop(
+    pace: Pace,
+    mut cycle: impl AsyncFnMut() -> Result<(), String>,
+    mut usable: impl FnMut() -> bool,
+    mut ready: impl FnMut(),
+    wake: &mut tokio::sync::mpsc::Receiver<()>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
     let mut failures = 0u32;
-    let mut told_ready = usable(&cfg);
+    let mut told_ready = usable();
     if told_ready {
         ready();
     }
     loop {
         let outcome = tokio::select! {
-            r = role.cycle(&cfg) => r,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            r = cycle() => r,
+            () = &mut shutdown => return,
         };
         // Ready once names resolve: a snapshot is published and fresh. Not merely after a cycle
         // that did not fail (a follower that refused an object has nothing to serve yet), and
         // not only after a wholly good one (a poller whose upload failed serves its host).
-        if !told_ready && usable(&cfg) {
+        if !told_ready && usable() {
             ready();
             told_ready = true;
         }
         let delay = match outcome {
             Ok(()) => {
                 failures = 0;
-                next_poll(cfg.interval)
+                next_poll(pace.interval)
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
                 // A follower that cannot read S3 (an outage, SlowDown) keeps its pace: never
                 // more requests than when all is well.
-                let d = match role {
-                    Role::Follower(_) => next_poll(cfg.interval),
-                    Role::Poller(_) => backoff(failures, cfg.interval),
+                let d = if pace.follower {
+                    next_poll(pace.interval)
+                } else {
+                    backoff(failures, pace.interval)
                 };
                 tracing::error!(
                     failures,
                     retry_in = format!("{:.1}s", d.as_secs_f64()),
                     "{} failed, keeping the last snapshot: {e}",
-                    if matches!(role, Role::Follower(_)) {
-                        "check"
-                    } else {
-                        "poll"
-                    }
+                    if pace.follower { "check" } else { "poll" }
                 );
                 d
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = hup.recv() => tracing::info!("SIGHUP: polling now"),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            () = tokio::time::sleep(delay) => {}
+            Some(()) = wake.recv() => tracing::info!(
+                "SIGHUP: {} now",
+                if pace.follower { "checking" } else { "polling" }
+            ),
+            () = &mut shutdown => return,
         }
     }
-    tracing::info!("ec2cached stopping");
-    Ok(())
 }
 
 #[cfg(test)]
@@ -216,5 +265,115 @@ mod tests {
             let n = next_poll(30).as_secs_f64();
             assert!((27.0..=33.0).contains(&n), "{n}");
         }
+    }
+
+    use std::cell::{Cell, RefCell};
+    use tokio::time::Instant;
+
+    /// Runs the loop for `secs` of paused time with `outcome(n)` as the n-th cycle's result;
+    /// returns the seconds between the starts of consecutive cycles, and how often `ready` ran.
+    async fn drive(
+        pace: Pace,
+        secs: u64,
+        outcome: impl Fn(usize) -> Result<(), String>,
+        usable_from: usize,
+        wake_at: Option<u64>,
+    ) -> (Vec<f64>, u32) {
+        let starts = RefCell::new(Vec::<Instant>::new());
+        let readies = Cell::new(0u32);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        if let Some(at) = wake_at {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(at)).await;
+                tx.send(()).await.unwrap();
+            });
+        }
+        run_loop(
+            pace,
+            async || {
+                starts.borrow_mut().push(Instant::now());
+                outcome(starts.borrow().len())
+            },
+            || starts.borrow().len() >= usable_from,
+            || readies.set(readies.get() + 1),
+            &mut rx,
+            tokio::time::sleep(Duration::from_secs(secs)),
+        )
+        .await;
+        let s = starts.into_inner();
+        let gaps = s.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        (gaps, readies.get())
+    }
+
+    const POLLER: Pace = Pace {
+        interval: 16,
+        follower: false,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_poller_backs_off_doubling_up_to_the_interval_with_jitter() {
+        let (gaps, readies) = drive(POLLER, 200, |_| Err("down".into()), usize::MAX, None).await;
+        assert_eq!(readies, 0, "ready without a snapshot");
+        assert!(gaps.len() > 12, "{gaps:?}");
+        for (k, g) in gaps.iter().enumerate() {
+            // After the (k+1)-th failure: a step of 2^k s, capped at 16, half of it random.
+            let step = 2f64.powi(k as i32).min(16.0);
+            assert!(
+                (step / 2.0..=step).contains(g),
+                "gap {k}: {g} not in [{}, {step}]",
+                step / 2.0
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn healthy_cycles_come_every_interval_within_ten_percent_and_ready_comes_once() {
+        let (gaps, readies) = drive(POLLER, 400, |_| Ok(()), 3, None).await;
+        assert_eq!(readies, 1);
+        assert!(gaps.len() >= 20, "{gaps:?}");
+        assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
+        // Jitter: not all the same.
+        assert!(gaps.iter().any(|g| (g - gaps[0]).abs() > 0.01), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_after_failures_resets_the_backoff() {
+        let (gaps, _) = drive(
+            POLLER,
+            100,
+            |n| if n == 4 { Ok(()) } else { Err("x".into()) },
+            0,
+            None,
+        )
+        .await;
+        // 3 failures (gaps 0.5-1, 1-2, 2-4), the success (an interval), then 0.5-1 again.
+        assert!((2.0..=4.0).contains(&gaps[2]), "{gaps:?}");
+        assert!((14.4..=17.6).contains(&gaps[3]), "{gaps:?}");
+        assert!((0.5..=1.0).contains(&gaps[4]), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_follower_keeps_its_pace() {
+        let pace = Pace {
+            interval: 16,
+            follower: true,
+        };
+        let (gaps, readies) = drive(pace, 200, |_| Err("S3 down".into()), usize::MAX, None).await;
+        assert_eq!(readies, 0);
+        assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_snapshot_is_ready_at_once_and_only_once() {
+        let (_, readies) = drive(POLLER, 100, |_| Err("down".into()), 0, None).await;
+        assert_eq!(readies, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sighup_starts_a_cycle_at_once() {
+        let (gaps, _) = drive(POLLER, 40, |_| Ok(()), 0, Some(5)).await;
+        // Cycles at 0, 5 (woken), then an interval later.
+        assert!((gaps[0] - 5.0).abs() < 0.01, "{gaps:?}");
+        assert!((14.4..=17.6).contains(&gaps[1]), "{gaps:?}");
     }
 }
