@@ -410,6 +410,11 @@ def report(base, rows):
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(os.environ.get("BENCH_OUT", ROOT / "docs" / "benchmarks.md"))
+    # bench/fleet writes its own section (a 30-minute run): keep it.
+    old = out.read_text() if out.exists() else ""
+    fleet = re.search(r"^## Fleet\n.*?(?=^## |\Z)", old, flags=re.S | re.M)
+    if fleet:
+        text += "\n" + fleet.group(0)
     out.write_text(text)
     print(f"written to {out}")
     unmet = [what for what, _, _, ok in results if not ok]

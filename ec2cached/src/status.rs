@@ -89,7 +89,15 @@ pub fn report(cfg: &Config) -> (String, bool) {
                     String::from_utf8_lossy(s.domain())
                 );
                 let _ = writeln!(out, "generated:      {}", when(h.generated_unix, now));
-                let _ = writeln!(out, "interval:       {} s", h.interval_secs);
+                if follower {
+                    let _ = writeln!(
+                        out,
+                        "interval:       {} s (the poller's, the TTL); checks every {} s",
+                        h.interval_secs, cfg.interval
+                    );
+                } else {
+                    let _ = writeln!(out, "interval:       {} s", h.interval_secs);
+                }
                 let max_age = match h.max_age_secs {
                     0 => "none".to_string(),
                     m => format!("{m} s"),
