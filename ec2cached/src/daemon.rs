@@ -205,8 +205,9 @@ pub async fn run_loop(
     }
     loop {
         let outcome = tokio::select! {
-            r = cycle() => r,
+            biased;
             () = &mut shutdown => return,
+            r = cycle() => r,
         };
         // Ready once names resolve: a snapshot is published and fresh. Not merely after a cycle
         // that did not fail (a follower that refused an object has nothing to serve yet), and
@@ -239,12 +240,13 @@ pub async fn run_loop(
             }
         };
         tokio::select! {
+            biased;
+            () = &mut shutdown => return,
             () = tokio::time::sleep(delay) => {}
             Some(()) = wake.recv() => tracing::info!(
                 "SIGHUP: {} now",
                 if pace.follower { "checking" } else { "polling" }
             ),
-            () = &mut shutdown => return,
         }
     }
 }
@@ -267,7 +269,7 @@ mod tests {
         }
     }
 
-    use std::cell::{Cell, RefCell};
+    use std::cell::RefCell;
     use tokio::time::Instant;
 
     /// Runs the loop for `secs` of paused time with `outcome(n)` as the n-th cycle's result;
@@ -278,9 +280,10 @@ mod tests {
         outcome: impl Fn(usize) -> Result<(), String>,
         usable_from: usize,
         wake_at: Option<u64>,
-    ) -> (Vec<f64>, u32) {
+    ) -> (Vec<f64>, Vec<usize>) {
         let starts = RefCell::new(Vec::<Instant>::new());
-        let readies = Cell::new(0u32);
+        // The number of cycles started when `ready` ran, each time it ran.
+        let readies = RefCell::new(Vec::<usize>::new());
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         if let Some(at) = wake_at {
             tokio::spawn(async move {
@@ -295,14 +298,14 @@ mod tests {
                 outcome(starts.borrow().len())
             },
             || starts.borrow().len() >= usable_from,
-            || readies.set(readies.get() + 1),
+            || readies.borrow_mut().push(starts.borrow().len()),
             &mut rx,
             tokio::time::sleep(Duration::from_secs(secs)),
         )
         .await;
         let s = starts.into_inner();
         let gaps = s.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
-        (gaps, readies.get())
+        (gaps, readies.into_inner())
     }
 
     const POLLER: Pace = Pace {
@@ -313,7 +316,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failing_poller_backs_off_doubling_up_to_the_interval_with_jitter() {
         let (gaps, readies) = drive(POLLER, 200, |_| Err("down".into()), usize::MAX, None).await;
-        assert_eq!(readies, 0, "ready without a snapshot");
+        assert!(readies.is_empty(), "ready without a snapshot");
         assert!(gaps.len() > 12, "{gaps:?}");
         for (k, g) in gaps.iter().enumerate() {
             // After the (k+1)-th failure: a step of 2^k s, capped at 16, half of it random.
@@ -329,7 +332,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn healthy_cycles_come_every_interval_within_ten_percent_and_ready_comes_once() {
         let (gaps, readies) = drive(POLLER, 400, |_| Ok(()), 3, None).await;
-        assert_eq!(readies, 1);
+        assert_eq!(
+            readies,
+            vec![3],
+            "once, right after the cycle that made names resolve"
+        );
         assert!(gaps.len() >= 20, "{gaps:?}");
         assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
         // Jitter: not all the same.
@@ -359,14 +366,31 @@ mod tests {
             follower: true,
         };
         let (gaps, readies) = drive(pace, 200, |_| Err("S3 down".into()), usize::MAX, None).await;
-        assert_eq!(readies, 0);
+        assert!(readies.is_empty());
+        assert!(gaps.len() >= 10, "{gaps:?}");
         assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_kept_snapshot_is_ready_at_once_and_only_once() {
         let (_, readies) = drive(POLLER, 100, |_| Err("down".into()), 0, None).await;
-        assert_eq!(readies, 1);
+        assert_eq!(readies, vec![0], "before the first cycle, and only then");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_loop_even_mid_cycle() {
+        let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let started = Instant::now();
+        run_loop(
+            POLLER,
+            async || std::future::pending::<Result<(), String>>().await,
+            || false,
+            || panic!("not ready"),
+            &mut rx,
+            tokio::time::sleep(Duration::from_secs(7)),
+        )
+        .await;
+        assert_eq!(started.elapsed().as_secs(), 7);
     }
 
     #[tokio::test(start_paused = true)]

@@ -66,10 +66,17 @@ impl Outcome {
 fn lasting(outcome: Outcome, why: &str) -> bool {
     match outcome {
         Outcome::RefusedSignature | Outcome::RefusedDomain => true,
-        Outcome::RefusedCorrupt => !why.contains("in this host's future"),
+        Outcome::RefusedCorrupt => !why.contains(FUTURE),
+        // Expired stays expired (time only moves forward); older than the installed one does
+        // not (the installed one may go).
+        Outcome::RefusedRollback => why.starts_with(EXPIRED),
         _ => false,
     }
 }
+
+/// How [`check_and_install`] words the refusals [`lasting`] tells apart.
+const FUTURE: &str = "s in this host's future";
+const EXPIRED: &str = "expired: ";
 
 /// The checks every snapshot from elsewhere passes before it is installed, then the install.
 /// Returns the outcome and a one-line message (why, for a refusal).
@@ -120,7 +127,7 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
         return (
             Outcome::RefusedRollback,
             format!(
-                "expired: its sweep ({}) is {age} s old, more than its max_age ({} s)",
+                "{EXPIRED}its sweep ({}) is {age} s old, more than its max_age ({} s)",
                 crate::status::utc(h.generated_unix),
                 h.max_age_secs
             ),
@@ -130,8 +137,8 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
         return (
             Outcome::RefusedCorrupt,
             format!(
-                "its sweep ({}) is more than {CLOCK_SLACK_SECS} s in this host's future: a \
-                 poller's clock, or this host's, is wrong",
+                "its sweep ({}) is more than {CLOCK_SLACK_SECS}{FUTURE}: a poller's clock, or \
+                 this host's, is wrong",
                 crate::status::utc(h.generated_unix)
             ),
         );
@@ -231,7 +238,7 @@ impl Follower {
         let installed = std::fs::read(&cfg.snapshot)
             .ok()
             .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
-        if installed.is_none() {
+        if installed.is_none() && self.refused.is_none() {
             self.etag = None;
         }
         let got = self.object.get(self.etag.as_deref(), follow.max_size).await;

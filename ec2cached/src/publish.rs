@@ -198,43 +198,53 @@ pub const CLOCK_SLACK_SECS: u64 = 300;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Takes `<snapshot>.lock`, the lock every writer of the snapshot holds while it compares and
-/// replaces. The file is the state directory owner's, mode 0600 (root makes it so when it
-/// creates it), so no other account can take the lock and stall the daemon; it is opened
-/// without following a symlink and without blocking on a FIFO, and waited for at most
-/// [`LOCK_WAIT`].
+/// replaces. A new lock file is the state directory owner's, mode 0600 (root makes it so when it
+/// creates it), so no other account can open it and stall the daemon; it is opened without
+/// following a symlink, without blocking on a FIFO, refused if it is not a regular file with one
+/// link, and waited for at most [`LOCK_WAIT`] (the caller's thread sleeps meanwhile: a daemon
+/// serves SIGTERM after at most that long).
 fn lock_writers(snapshot: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, NotInstalled> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let lock = lock_path(snapshot);
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         NotInstalled::Io(format!("cannot {what} {}: {e}", lock.display()))
     };
-    let file = std::fs::OpenOptions::new()
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    // An existing lock is opened read-only (enough for flock), so its owner and mode need not be
+    // ours; a new one is made mode 0600, and root hands the one it made to the state
+    // directory's owner (the daemon's account). A lock someone else made is never chowned or
+    // chmodded.
+    let existing = std::fs::OpenOptions::new()
         .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&lock)
-        .map_err(|e| fail("open", &e))?;
-    let meta = file.metadata().map_err(|e| fail("stat", &e))?;
-    if !meta.is_file() {
-        return Err(fail("use", &"not a regular file"));
-    }
-    let dir = lock
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if let Ok(d) = std::fs::metadata(dir) {
-        // Root (`sudo ec2cached install`) hands a lock file it made to the daemon's account.
-        if nix::unistd::geteuid().is_root() && meta.uid() != d.uid() {
-            std::os::unix::fs::fchown(&file, Some(d.uid()), Some(d.gid()))
-                .map_err(|e| fail("chown", &e))?;
+        .custom_flags(flags)
+        .open(&lock);
+    let file = match existing {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(flags)
+                .open(&lock)
+                .map_err(|e| fail("create", &e))?;
+            let dir = lock
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if let Ok(d) = std::fs::metadata(dir) {
+                if nix::unistd::geteuid().is_root() && d.uid() != 0 {
+                    std::os::unix::fs::fchown(&f, Some(d.uid()), Some(d.gid()))
+                        .map_err(|e| fail("chown", &e))?;
+                }
+            }
+            f
         }
-    }
-    if meta.mode() & 0o077 != 0 {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| fail("chmod", &e))?;
+        Err(e) => return Err(fail("open", &e)),
+    };
+    let meta = file.metadata().map_err(|e| fail("stat", &e))?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(fail("use", &"not a regular file with one link"));
     }
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut file = file;
