@@ -22,9 +22,9 @@ pub const TRAILER_MAGIC: [u8; 8] = *b"\x89EC2SIG1";
 pub const TRAILER_LEN: usize = 8 + 32 + 64;
 const AT_OFFSET: usize = 136;
 const AT_LENGTH: usize = 140;
-/// Header bytes that differ between two publications of one fleet: the generation time (24..32)
-/// and the trailer's place and the checksum (136..160).
-const VOLATILE: [(usize, usize); 2] = [(24, 32), (AT_OFFSET, HEADER_LEN)];
+/// Header bytes that differ between two publications of one fleet: the file length and the
+/// generation time (16..32), the trailer's place and the checksum (136..160).
+const VOLATILE: [(usize, usize); 2] = [(16, 32), (AT_OFFSET, HEADER_LEN)];
 
 /// The parts of a signed snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +102,6 @@ fn names_part(bytes: &[u8]) -> Option<Vec<u8>> {
         None => bytes,
     };
     let mut v = body.to_vec();
-    v[16..24].fill(0);
     for (from, to) in VOLATILE {
         v[from..to].fill(0);
     }
