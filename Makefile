@@ -14,6 +14,7 @@ MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -
 LIBDIR ?= $(if $(MULTIARCH),$(PREFIX)/lib/$(MULTIARCH),$(patsubst %/,%,$(dir $(realpath $(shell gcc -print-file-name=libc.so.6 2>/dev/null)))))
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 # The Debian packages install the unit, the account and the state directory with debhelper.
 INSTALL_SERVICE ?= 1
@@ -49,6 +50,12 @@ install:
 	install -D -m 0644 $(MAN)/nss-ec2.8 $(DESTDIR)$(MANDIR)/man8/nss-ec2.8
 	test -e $(DESTDIR)$(SYSCONFDIR)/ec2cached.toml || \
 		install -D -m 0644 ec2cached/ec2cached.toml $(DESTDIR)$(SYSCONFDIR)/ec2cached.toml
+	# Facts for Facter and Ansible (their default directories), and the alert rules.
+	install -d $(DESTDIR)$(SYSCONFDIR)/facter/facts.d $(DESTDIR)$(SYSCONFDIR)/ansible/facts.d
+	sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/facter > $(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached
+	sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/ansible.fact > $(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact
+	chmod 0755 $(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached $(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact
+	install -D -m 0644 ec2cached/ec2cached.rules.yml $(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
 	if [ "$(INSTALL_SERVICE)" = 1 ]; then \
 		install -D -m 0644 debian/ec2cached.service $(DESTDIR)$(UNITDIR)/ec2cached.service; \
 		install -D -m 0644 debian/ec2cached.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf; \
@@ -66,7 +73,10 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libnss_ec2.so.2 $(DESTDIR)$(SBINDIR)/ec2cached \
 		$(DESTDIR)$(MANDIR)/man8/ec2cached.8 $(DESTDIR)$(MANDIR)/man8/libnss_ec2.8 \
 		$(DESTDIR)$(MANDIR)/man8/nss-ec2.8 $(DESTDIR)$(UNITDIR)/ec2cached.service \
-		$(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf
+		$(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf \
+		$(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached \
+		$(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact \
+		$(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
 
 # The same edits as the Debian package's maintainer scripts (dh_installnss).
 nsswitch-add:

@@ -55,10 +55,30 @@ ensure_debian_packages() {
         command -v debootstrap >/dev/null || want+=(debootstrap)
         command -v systemd-analyze >/dev/null || want+=(systemd)
     fi
-    if [ ${#want[@]} -gt 0 ]; then
-        echo "installing: ${want[*]}"
+    # The real clients of the facts and metrics (without their recommends: no X, no docs).
+    local lean=()
+    if [ "${1:-}" = tests ]; then
+        command -v facter >/dev/null || lean+=(facter)
+        command -v ansible >/dev/null || lean+=(ansible-core)
+        command -v promtool >/dev/null || lean+=(prometheus)
+    fi
+    if [ ${#want[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
+        echo "installing: ${want[*]} ${lean[*]}"
         $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}"
+        [ ${#want[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}"
+        if [ ${#lean[@]} -gt 0 ]; then
+            # promtool comes with Debian's Prometheus server: a policy-rc.d that refuses (101)
+            # keeps its service (listening on *:9090) from starting on this machine.
+            local policy=""
+            if [ ! -e /usr/sbin/policy-rc.d ]; then
+                policy=/usr/sbin/policy-rc.d
+                printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+                $sudo chmod 0755 "$policy"
+            fi
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+                "${lean[@]}" || { [ -z "$policy" ] || $sudo rm -f "$policy"; return 1; }
+            [ -z "$policy" ] || $sudo rm -f "$policy"
+        fi
     fi
     if ! command -v cargo >/dev/null; then
         echo "cargo not found: install Rust >= 1.94 with rustup (https://rustup.rs)" >&2

@@ -48,6 +48,13 @@ struct Raw {
     api_timeout: Option<u32>,
     publish: Option<RawPublish>,
     follow: Option<RawFollow>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    textfile: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +170,8 @@ pub struct Config {
     pub publish: Option<Publish>,
     /// `[follow]`, on a host that follows a poller instead of polling.
     pub follow: Option<Follow>,
+    /// `[metrics] textfile`: where Prometheus metrics are written after every poll or check.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 impl Config {
@@ -384,6 +393,34 @@ impl Config {
         if snapshot.file_name().is_none() || snapshot.parent().is_none() {
             return Err(err(Some("snapshot"), "must be a file path".into()));
         }
+        let metrics_textfile = match raw.metrics {
+            None => None,
+            Some(m) => {
+                let t = m.textfile;
+                // The node exporter's textfile collector reads only `*.prom` files; anything
+                // else would be written and never read.
+                if t.file_name().is_none()
+                    || t.parent().is_none()
+                    || t.extension().is_none_or(|e| e != "prom")
+                {
+                    return Err(err(
+                        Some("metrics.textfile"),
+                        format!(
+                            "{:?} is not a file path ending in .prom (the node exporter's \
+                             textfile collector reads only *.prom files)",
+                            t
+                        ),
+                    ));
+                }
+                if t == snapshot || t == crate::publish::status_path(&snapshot) {
+                    return Err(err(
+                        Some("metrics.textfile"),
+                        "must not be the snapshot or its status file".into(),
+                    ));
+                }
+                Some(t)
+            }
+        };
         Ok(Config {
             file: file.to_path_buf(),
             snapshot,
@@ -403,6 +440,7 @@ impl Config {
             },
             publish,
             follow,
+            metrics_textfile,
         })
     }
 }

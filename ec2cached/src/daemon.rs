@@ -136,6 +136,9 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
         sig(SignalKind::hangup())?,
     );
     publish::remove_stale_temps(&cfg.snapshot);
+    if let Some(m) = &cfg.metrics_textfile {
+        publish::remove_stale_temps_of(m);
+    }
     if nix::unistd::geteuid().is_root() {
         tracing::warn!("running as root: the daemon needs no privilege, run it as its own account");
     }
@@ -164,7 +167,11 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
             interval: cfg.interval,
             follower,
         },
-        async || role.cycle(&cfg).await,
+        async || {
+            let r = role.cycle(&cfg).await;
+            crate::metrics::write(&cfg);
+            r
+        },
         || usable(&cfg),
         ready,
         &mut wake,
@@ -391,6 +398,85 @@ mod tests {
         )
         .await;
         assert_eq!(started.elapsed().as_secs(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_metrics_file_follows_every_cycle_of_the_loop() {
+        use crate::source::{Failed, Reason, Sweep};
+        let dir = tempfile::tempdir().unwrap();
+        let prom = dir.path().join("ec2cached.prom");
+        let cfg = Config::parse(
+            &dir.path().join("c.toml"),
+            &format!(
+                "snapshot = {:?}\ninterval = 16\n[metrics]\ntextfile = {prom:?}",
+                dir.path().join("hosts.snap")
+            ),
+        )
+        .unwrap();
+        let texts = RefCell::new(Vec::<String>::new());
+        let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
+        run_loop(
+            POLLER,
+            async || {
+                // Two throttled sweeps (3 and 1 pages), then good ones (2 pages each).
+                let n = texts.borrow().len();
+                let sweep = if n < 2 {
+                    Err(Failed {
+                        reason: Reason::Throttled,
+                        message: "RequestLimitExceeded".into(),
+                        requests: 3 - 2 * n as u32,
+                    })
+                } else {
+                    Ok(Sweep {
+                        instances: vec![nss_ec2_snapshot::fleet::Ec2Instance {
+                            id: "i-0a".into(),
+                            state: "running".into(),
+                            groups: vec!["tphon".into()],
+                            private_ipv4: Some([10, 0, 0, 1].into()),
+                            ..Default::default()
+                        }],
+                        requests: 2,
+                        ..Sweep::default()
+                    })
+                };
+                let r = publish::publish_and_record(&cfg, now(), sweep, None).map(|_| ());
+                crate::metrics::write(&cfg);
+                texts
+                    .borrow_mut()
+                    .push(std::fs::read_to_string(&prom).unwrap());
+                r
+            },
+            || false,
+            || {},
+            &mut rx,
+            tokio::time::sleep(Duration::from_secs(40)),
+        )
+        .await;
+        let texts = texts.into_inner();
+        // Failures at 0 and ~1 s, good cycles at ~3 s and ~19 s, ~35 s.
+        assert!(texts.len() >= 4, "{}", texts.len());
+        let has = |i: usize, line: &str| {
+            assert!(
+                texts[i].lines().any(|l| l == line),
+                "cycle {i}: {line:?} missing:\n{}",
+                texts[i]
+            )
+        };
+        has(0, "ec2cached_poll_failures_total{reason=\"throttled\"} 1");
+        has(0, "ec2cached_consecutive_failures 1");
+        has(0, "ec2cached_snapshot_present 0");
+        has(0, "ec2cached_api_requests_total 3");
+        has(1, "ec2cached_poll_failures_total{reason=\"throttled\"} 2");
+        has(1, "ec2cached_consecutive_failures 2");
+        has(1, "ec2cached_api_requests_total 4");
+        has(2, "ec2cached_poll_failures_total{reason=\"throttled\"} 2");
+        has(2, "ec2cached_consecutive_failures 0");
+        has(2, "ec2cached_snapshot_present 1");
+        has(2, "ec2cached_instances 1");
+        has(2, "ec2cached_api_requests_total 6");
+        has(3, "ec2cached_api_requests_total 8");
+        assert!(!texts[0].contains("last_success"), "{}", texts[0]);
+        assert!(texts[2].contains("ec2cached_last_success_timestamp_seconds "));
     }
 
     #[tokio::test(start_paused = true)]

@@ -41,6 +41,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in the order the metrics list them.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Unchanged,
+        Outcome::Installed,
+        Outcome::RefusedSignature,
+        Outcome::RefusedRollback,
+        Outcome::RefusedCorrupt,
+        Outcome::RefusedDomain,
+        Outcome::Error,
+    ];
+
     /// The label (`unchanged`, `installed`, `refused_signature`, ...).
     pub fn label(self) -> &'static str {
         match self {
@@ -285,6 +296,8 @@ impl Follower {
         let mut st = Status::load(&cfg.snapshot);
         record_counts(&mut st, &mut self.object);
         st.follow_outcome = Some(outcome.label().into());
+        let n = st.follow_fetches.entry(outcome.label().into()).or_default();
+        *n = n.saturating_add(1);
         st.last_attempt = Some(started);
         if outcome.good() {
             st.last_success = Some(started);
@@ -499,7 +512,11 @@ impl Publisher {
             }
             Err(e) => {
                 st.publish_outcome = Some(format!("FAILED: {e}"));
-                st.failed(now(), &format!("published locally, not to S3: {e}"));
+                st.poll_failed(
+                    now(),
+                    &format!("published locally, not to S3: {e}"),
+                    crate::source::Reason::S3,
+                );
             }
         }
         st.save(snapshot);

@@ -5,8 +5,10 @@
 pub mod config;
 pub mod daemon;
 pub mod explain;
+pub mod facts;
 pub mod fleet;
 pub mod keys;
+pub mod metrics;
 pub mod module;
 pub mod publish;
 pub mod s3;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use ec2cached::config::Config;
 use ec2cached::publish::{self, now};
-use ec2cached::{daemon, explain, fleet, keys, source, status};
+use ec2cached::{daemon, explain, facts, fleet, keys, metrics, source, status};
 use std::io::IsTerminal;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,8 @@ Commands:
   keygen --secret FILE          Write a new signing key for [publish]; print its public key
   status                        Show the snapshot's age and counts, the last poll's outcome, and
                                 whether the installed module reads the snapshot
+  facts                         Print this host's identity (from IMDSv2) and its groups, services
+                                and names (from the snapshot) as JSON, for Facter and Ansible
   explain NAME|INSTANCE-ID [--from-file F.json]
                                 Say why instances are or are not behind a name (polls the API,
                                 or reads F.json)
@@ -96,6 +98,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         secret: PathBuf,
     },
+    /// Print this host's identity (IMDSv2) and its groups, services and names (from the
+    /// snapshot) as one JSON object.
+    Facts,
     /// Say why instances are or are not behind a name (polls the API, or reads --from-file).
     Explain {
         /// A name (`postgres.tphon.ec2`) or an instance id (`i-0abc...`).
@@ -117,7 +122,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 fn sweep(cfg: &Config, from_file: Option<&PathBuf>) -> Result<source::Sweep, String> {
     match from_file {
         Some(f) => source::from_file(f, cfg),
-        None => runtime()?.block_on(source::poll(cfg)),
+        None => runtime()?.block_on(source::poll(cfg)).map_err(String::from),
     }
 }
 
@@ -152,7 +157,9 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
             None => None,
         };
         let swept = match from_file {
-            Some(f) => source::from_file(f, cfg),
+            Some(f) => {
+                source::from_file(f, cfg).map_err(|e| source::Failed::new(source::Reason::Input, e))
+            }
             None => source::poll(cfg).await,
         };
         let key = publisher.as_ref().map(|p| p.key.clone());
@@ -196,6 +203,15 @@ fn install(cfg: &Config, file: &Path) -> Result<(), String> {
             outcome.label()
         ))
     }
+}
+
+/// `facts`: IMDS, then the snapshot; one JSON object on stdout.
+fn facts(cfg: &Config) -> Result<(), String> {
+    let id = runtime()?.block_on(facts::identity())?;
+    let f = facts::from_snapshot(cfg, id, now())?;
+    let json = serde_json::to_string_pretty(&f).map_err(|e| e.to_string())?;
+    println!("{json}");
+    Ok(())
 }
 
 /// `install` on a host without [follow]: no signature required, the default size cap.
@@ -247,7 +263,12 @@ fn main() -> ExitCode {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }))
         }),
-        Command::Refresh { from_file } => refresh(&cfg, from_file.as_ref()),
+        Command::Refresh { from_file } => {
+            let r = refresh(&cfg, from_file.as_ref());
+            metrics::write(&cfg);
+            r
+        }
+        Command::Facts => facts(&cfg),
         Command::Status => {
             let (text, healthy) = status::report(&cfg);
             print!("{text}");
@@ -257,7 +278,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        Command::Install { file } => install(&cfg, file),
+        Command::Install { file } => {
+            let r = install(&cfg, file);
+            metrics::write(&cfg);
+            r
+        }
         Command::Keygen { .. } => Ok(()),
         Command::Explain { .. } if cfg.follow.is_some() => {
             Err("explain needs the poller's naming rules and EC2 access: run it on a poller".into())

@@ -6,13 +6,14 @@
 //! stays byte-for-byte as it was.
 
 use crate::config::Config;
-use crate::source::Sweep;
+use crate::source::{Failed, Reason, Sweep};
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use nss_ec2_snapshot::fleet::{build, Stats};
 use nss_ec2_snapshot::{Meta, Snapshot};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,12 @@ pub struct Status {
     pub s3_bytes: u64,
     /// Poller: the latest pollers' sweep seen in S3 (an older object there was put back).
     pub s3_high_water: u64,
+    /// Poller: failed polls by reason (the metric's `reason` label), running totals.
+    pub poll_failures: BTreeMap<String, u64>,
+    /// Follower: checks by outcome (the metric's `outcome` label), running totals.
+    pub follow_fetches: BTreeMap<String, u64>,
+    /// Poller: how long the last good sweep took, in milliseconds.
+    pub sweep_ms: Option<u64>,
 }
 
 /// Path of the status file of a snapshot.
@@ -104,6 +111,13 @@ impl Status {
         self.last_error = Some(why.to_string());
         self.last_error_at = Some(at);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+
+    /// Records a failed poll (or upload) and counts it under `reason`.
+    pub fn poll_failed(&mut self, at: u64, why: &str, reason: Reason) {
+        self.failed(at, why);
+        let n = self.poll_failures.entry(reason.label().into()).or_default();
+        *n = n.saturating_add(1);
     }
 }
 
@@ -140,6 +154,11 @@ fn temp_prefix(path: &Path) -> String {
 pub fn remove_stale_temps(snapshot: &Path) {
     remove_stale(snapshot);
     remove_stale(&status_path(snapshot));
+}
+
+/// Removes temp files that a killed writer left beside `path` (the metrics file).
+pub fn remove_stale_temps_of(path: &Path) {
+    remove_stale(path);
 }
 
 fn remove_stale(path: &Path) {
@@ -371,21 +390,28 @@ pub fn publish(
 pub fn publish_and_record(
     cfg: &Config,
     started: u64,
-    sweep: Result<Sweep, String>,
+    sweep: Result<Sweep, Failed>,
     signer: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<(Stats, u32, Vec<u8>), String> {
     let mut status = Status::load(&cfg.snapshot);
+    // Every request counts, a failed sweep's too (throttling is when they matter most).
+    let requests = match &sweep {
+        Ok(s) => s.requests,
+        Err(f) => f.requests,
+    };
+    status.api_requests_total = status
+        .api_requests_total
+        .saturating_add(u64::from(requests));
     let result = sweep.and_then(|s| {
-        let (stats, problems, bytes) = publish(cfg, &s, started, signer)?;
-        status.api_requests_total = status
-            .api_requests_total
-            .saturating_add(u64::from(s.requests));
+        let (stats, problems, bytes) =
+            publish(cfg, &s, started, signer).map_err(|e| Failed::new(Reason::Publish, e))?;
         succeeded(&mut status, started, &s, stats, problems);
         Ok((stats, s.requests, bytes))
     });
-    if let Err(e) = &result {
-        status.failed(started, e);
-    }
+    let result = result.map_err(|f| {
+        status.poll_failed(started, &f.message, f.reason);
+        f.message
+    });
     status.save(&cfg.snapshot);
     result
 }
@@ -396,6 +422,7 @@ fn succeeded(status: &mut Status, at: u64, sweep: &Sweep, stats: Stats, problems
     status.last_success = Some(at);
     status.consecutive_failures = 0;
     status.requests = sweep.requests;
+    status.sweep_ms = Some(u64::try_from(sweep.elapsed.as_millis()).unwrap_or(u64::MAX));
     status.instances = stats.instances;
     status.live = stats.live;
     status.ready = stats.ready;

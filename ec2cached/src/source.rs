@@ -31,6 +31,103 @@ pub struct Sweep {
     pub requests: u32,
     /// Response bytes received.
     pub bytes: u64,
+    /// How long the sweep took.
+    pub elapsed: Duration,
+}
+
+/// Why a poll failed, as the `reason` label of `ec2cached_poll_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// RequestLimitExceeded, Throttling: the account's API budget is spent.
+    Throttled,
+    /// The API refused the credentials or the permission (UnauthorizedOperation, AuthFailure).
+    Denied,
+    /// No usable credentials (none found, expired, the provider failed).
+    Credentials,
+    /// No answer in time.
+    Timeout,
+    /// No connection (DNS, refused, TLS).
+    Unreachable,
+    /// Any other refusal by the API.
+    ApiError,
+    /// An answer that is not a whole, valid response.
+    MalformedResponse,
+    /// Nothing to poll with (no region).
+    Config,
+    /// `refresh --from-file`: the file cannot be read.
+    Input,
+    /// The snapshot could not be written, or a newer one is installed.
+    Publish,
+    /// Published locally, not to S3 (`[publish]`).
+    S3,
+}
+
+impl Reason {
+    /// Every reason, in the order the metrics list them.
+    pub const ALL: [Reason; 11] = [
+        Reason::Throttled,
+        Reason::Denied,
+        Reason::Credentials,
+        Reason::Timeout,
+        Reason::Unreachable,
+        Reason::ApiError,
+        Reason::MalformedResponse,
+        Reason::Config,
+        Reason::Input,
+        Reason::Publish,
+        Reason::S3,
+    ];
+
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Throttled => "throttled",
+            Reason::Denied => "denied",
+            Reason::Credentials => "credentials",
+            Reason::Timeout => "timeout",
+            Reason::Unreachable => "unreachable",
+            Reason::ApiError => "api_error",
+            Reason::MalformedResponse => "malformed_response",
+            Reason::Config => "config",
+            Reason::Input => "input",
+            Reason::Publish => "publish",
+            Reason::S3 => "s3",
+        }
+    }
+}
+
+/// A failed poll: why in words, why as a metric label, and the requests it sent.
+#[derive(Debug)]
+pub struct Failed {
+    /// The metric label.
+    pub reason: Reason,
+    /// The one-line message (the log, the status file).
+    pub message: String,
+    /// API requests sent before it failed.
+    pub requests: u32,
+}
+
+impl Failed {
+    /// A failure that sent no request.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Failed {
+        Failed {
+            reason,
+            message: message.into(),
+            requests: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Failed> for String {
+    fn from(f: Failed) -> String {
+        f.message
+    }
 }
 
 /// Checks every successful DescribeInstances response is a whole XML document before it is
@@ -128,7 +225,8 @@ pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
 
 /// Reads every running instance (in the configured groups) of every configured region.
 /// Any failed page fails the whole sweep: a partial fleet is never published.
-pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
+pub async fn poll(cfg: &Config) -> Result<Sweep, Failed> {
+    let started = std::time::Instant::now();
     let base = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeouts(cfg.api_timeout))
         .retry_config(RetryConfig::standard().with_max_attempts(3))
@@ -138,10 +236,10 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
         match base.region() {
             Some(r) => vec![r.to_string()],
             None => {
-                return Err(
-                    "no region: set `regions` in the config, AWS_REGION, or a profile region"
-                        .into(),
-                )
+                return Err(Failed::new(
+                    Reason::Config,
+                    "no region: set `regions` in the config, AWS_REGION, or a profile region",
+                ))
             }
         }
     } else {
@@ -191,11 +289,15 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
                     DisplayErrorContext(&e)
                 );
                 let at = endpoint.lock().map(|e| e.clone()).unwrap_or_default();
-                format!(
-                    "{} (DescribeInstances in {region}, page {})",
-                    describe_error(&e, &at, cfg.api_timeout),
-                    sweep.requests
-                )
+                Failed {
+                    reason: classify(&e),
+                    message: format!(
+                        "{} (DescribeInstances in {region}, page {})",
+                        describe_error(&e, &at, cfg.api_timeout),
+                        sweep.requests
+                    ),
+                    requests: sweep.requests,
+                }
             })?;
             for r in page.reservations() {
                 for i in r.instances() {
@@ -212,7 +314,52 @@ pub async fn poll(cfg: &Config) -> Result<Sweep, String> {
             "swept region"
         );
     }
+    sweep.elapsed = started.elapsed();
     Ok(sweep)
+}
+
+/// The metric reason of an SDK error.
+fn classify<E>(e: &SdkError<E, HttpResponse>) -> Reason
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    match e {
+        SdkError::ServiceError(s) => match s.err().code() {
+            Some(
+                "RequestLimitExceeded"
+                | "Throttling"
+                | "ThrottlingException"
+                | "SlowDown"
+                | "RequestThrottled"
+                | "TooManyRequestsException",
+            ) => Reason::Throttled,
+            Some(
+                "UnauthorizedOperation"
+                | "AuthFailure"
+                | "AccessDenied"
+                | "AccessDeniedException"
+                | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "OptInRequired"
+                | "Blocked",
+            ) => Reason::Denied,
+            Some(c) if c.contains("Expired") => Reason::Credentials,
+            Some(_) => Reason::ApiError,
+            None => Reason::MalformedResponse,
+        },
+        SdkError::TimeoutError(_) => Reason::Timeout,
+        other => {
+            if find_source::<CredentialsError>(other).is_some() {
+                return Reason::Credentials;
+            }
+            match other {
+                SdkError::DispatchFailure(d) if d.is_timeout() => Reason::Timeout,
+                SdkError::DispatchFailure(_) => Reason::Unreachable,
+                SdkError::ResponseError(_) => Reason::MalformedResponse,
+                _ => Reason::ApiError,
+            }
+        }
+    }
 }
 
 /// One line for an SDK error, cause first: what went wrong in words an operator can act on,
@@ -539,6 +686,7 @@ pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
 
 /// Reads a fleet from a describe-instances JSON file, keeping what the API filters would keep.
 pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
+    let started = std::time::Instant::now();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut instances = parse_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     instances.retain(|i| {
@@ -553,6 +701,7 @@ pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
         instances,
         requests: 0,
         bytes: text.len() as u64,
+        elapsed: started.elapsed(),
     })
 }
 

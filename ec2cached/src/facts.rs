@@ -1,0 +1,262 @@
+//! `ec2cached facts`: what this host is, for configuration management (Facter, Ansible).
+//!
+//! The identity (instance id, region, zone, account) comes from the instance metadata service
+//! through the SDK's IMDSv2 client (token first; `AWS_EC2_METADATA_SERVICE_ENDPOINT` honoured);
+//! the host's groups, services and names from the snapshot the module answers from, so a
+//! configuration picked by group sees exactly what other hosts resolve.
+
+use crate::config::Config;
+use crate::source::{find_source, root_cause};
+use nss_ec2_snapshot::{Find, Kind, Snapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The facts, in the order they are printed.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// `i-0abc...`.
+    pub instance_id: String,
+    /// `us-east-1`.
+    pub region: String,
+    /// `us-east-1a`.
+    pub availability_zone: String,
+    /// The account id, a string (it may start with 0).
+    pub account_id: String,
+    /// The security groups whose name (`G.D`) answers with this host, as labels.
+    pub groups: Vec<String>,
+    /// The services whose names (`S.G.D`) answer with this host, as labels.
+    pub services: Vec<String>,
+    /// Every name whose answer includes this host.
+    pub names: Vec<String>,
+}
+
+/// The fields of the instance identity document that the facts use.
+#[derive(Deserialize, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    /// Instance id.
+    pub instance_id: String,
+    /// Region.
+    pub region: String,
+    /// Availability zone.
+    pub availability_zone: String,
+    /// Account id.
+    pub account_id: String,
+}
+
+/// The identity document path (IMDS).
+const DOCUMENT: &str = "/latest/dynamic/instance-identity/document";
+
+/// Asks IMDS who this host is: at most two attempts of 1 s to connect and 2 s to answer, and
+/// 5 s in all, so a Facter or Ansible run on a host without IMDS is delayed by seconds, never
+/// hung.
+pub async fn identity() -> Result<Identity, String> {
+    let client = aws_config::imds::Client::builder()
+        .max_attempts(2)
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build();
+    let endpoint = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+        .map(|e| crate::source::endpoint_of(&e))
+        .unwrap_or_else(|| "http://169.254.169.254".into());
+    let no_imds = |why: String| {
+        format!(
+            "no instance identity from the instance metadata service (IMDSv2) at {endpoint}: {why}"
+        )
+    };
+    let doc = match tokio::time::timeout(Duration::from_secs(6), client.get(DOCUMENT)).await {
+        Err(_) => return Err(no_imds("no answer within 6 s".into())),
+        Ok(Err(e)) => {
+            let why = match find_source::<std::io::Error>(&e) {
+                Some(io) => root_cause(io),
+                None => root_cause(&e),
+            };
+            return Err(no_imds(why));
+        }
+        Ok(Ok(doc)) => doc,
+    };
+    serde_json::from_str::<Identity>(doc.as_ref())
+        .map_err(|e| no_imds(format!("not an identity document: {e}")))
+}
+
+/// The facts of the host `id` is, from the snapshot at `cfg.snapshot`.
+pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, String> {
+    let path = cfg.snapshot.display();
+    let bytes = std::fs::read(&cfg.snapshot).map_err(|e| {
+        format!("no snapshot at {path}: {e} (is ec2cached running and has it polled?)")
+    })?;
+    let snap = Snapshot::parse(&bytes)
+        .map_err(|e| format!("the snapshot at {path} is not usable: {e}"))?;
+    let h = snap.header();
+    if h.max_age_secs != 0 && now > h.generated_unix.saturating_add(u64::from(h.max_age_secs)) {
+        return Err(format!(
+            "the snapshot at {path} is from {}, older than its max_age ({} s): .{} names answer \
+             UNAVAIL",
+            crate::status::utc(h.generated_unix),
+            h.max_age_secs,
+            String::from_utf8_lossy(snap.domain())
+        ));
+    }
+    let domain = String::from_utf8_lossy(snap.domain()).into_owned();
+    let corrupt = |e: nss_ec2_snapshot::Corrupt| format!("the snapshot at {path} is damaged: {e}");
+    let query = format!("{}.{domain}", id.instance_id);
+    let me = match snap.find(query.as_bytes()).map_err(corrupt)? {
+        Find::Found(a) if a.kind() == Kind::Instance && a.member_count() == 1 => a
+            .members()
+            .next()
+            .transpose()
+            .map_err(corrupt)?
+            .map(|m| m.name().map(<[u8]>::to_vec))
+            .transpose()
+            .map_err(corrupt)?,
+        _ => None,
+    };
+    let Some(me) = me else {
+        return Err(format!(
+            "{} is not in the snapshot at {path} (sweep of {}): not running, not in the polled \
+             groups or regions, or launched since",
+            id.instance_id,
+            crate::status::utc(h.generated_unix)
+        ));
+    };
+    let suffix = format!(".{domain}");
+    let (mut groups, mut services, mut names) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
+    for idx in 0..snap.len() {
+        let a = snap.answer(idx).map_err(corrupt)?;
+        let mut members = a.members();
+        if !members
+            .try_fold(false, |found, m| {
+                Ok::<_, nss_ec2_snapshot::Corrupt>(found || m?.name()? == me.as_slice())
+            })
+            .map_err(corrupt)?
+        {
+            continue;
+        }
+        let name = String::from_utf8_lossy(a.name()).into_owned();
+        let inner = name.strip_suffix(&suffix).unwrap_or(&name);
+        match a.kind() {
+            Kind::Group => {
+                groups.insert(inner.to_string());
+            }
+            Kind::Service => {
+                // S.G: the group is one label, a service may have several.
+                if let Some((service, _)) = inner.rsplit_once('.') {
+                    services.insert(service.to_string());
+                }
+            }
+            _ => {}
+        }
+        names.push(name);
+    }
+    names.sort_by(|a, b| (a.matches('.').count(), a).cmp(&(b.matches('.').count(), b)));
+    Ok(Facts {
+        instance_id: id.instance_id,
+        region: id.region,
+        availability_zone: id.availability_zone,
+        account_id: id.account_id,
+        groups: groups.into_iter().collect(),
+        services: services.into_iter().collect(),
+        names,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nss_ec2_snapshot::fleet::{build, Ec2Instance};
+    use nss_ec2_snapshot::Meta;
+
+    fn inst(id: &str, ip: u8, groups: &[&str], services: &str, launch: i64) -> Ec2Instance {
+        Ec2Instance {
+            id: id.into(),
+            state: "running".into(),
+            launch_time_ms: launch,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            tags: vec![("services".into(), services.into())],
+            private_ipv4: Some(std::net::Ipv4Addr::new(10, 0, 0, ip)),
+            ..Ec2Instance::default()
+        }
+    }
+
+    fn setup(max_age: u32) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(
+            &dir.path().join("c.toml"),
+            &format!("snapshot = {:?}", dir.path().join("hosts.snap")),
+        )
+        .unwrap();
+        let fleet = [
+            inst(
+                "i-0a",
+                1,
+                &["tphon", "Web Front"],
+                "postgres readonly.postgres",
+                1,
+            ),
+            inst("i-0b", 2, &["tphon"], "redis", 2),
+        ];
+        let built = build(&fleet, &cfg.rules);
+        let meta = Meta {
+            domain: "ec2".into(),
+            generated_unix: 1_000,
+            interval_secs: 30,
+            max_age_secs: max_age,
+        };
+        std::fs::write(&cfg.snapshot, built.table.encode(&meta).unwrap()).unwrap();
+        (dir, cfg)
+    }
+
+    fn id(instance: &str) -> Identity {
+        Identity {
+            instance_id: instance.into(),
+            region: "us-east-1".into(),
+            availability_zone: "us-east-1a".into(),
+            account_id: "000123456789".into(),
+        }
+    }
+
+    #[test]
+    fn the_host_s_groups_services_and_every_name_that_answers_with_it() {
+        let (_d, cfg) = setup(0);
+        let f = from_snapshot(&cfg, id("i-0a"), 2_000).unwrap();
+        assert_eq!(f.groups, ["tphon", "web-front"]);
+        assert_eq!(f.services, ["postgres", "readonly.postgres"]);
+        for n in [
+            "i-0a.ec2",
+            "tphon.ec2",
+            "1.tphon.ec2",
+            "postgres.tphon.ec2",
+            "1.postgres.tphon.ec2",
+            "readonly.postgres.tphon.ec2",
+            "web-front.ec2",
+        ] {
+            assert!(f.names.iter().any(|x| x == n), "{n}: {:?}", f.names);
+        }
+        assert!(!f
+            .names
+            .iter()
+            .any(|x| x.contains("redis") || x == "2.tphon.ec2"));
+        assert_eq!(f.account_id, "000123456789");
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.starts_with("{\"instance_id\":\"i-0a\""), "{json}");
+    }
+
+    #[test]
+    fn a_host_not_in_the_snapshot_or_no_snapshot_or_an_expired_one_is_an_error() {
+        let (_d, cfg) = setup(60);
+        let e = from_snapshot(&cfg, id("i-0zz"), 1_010).unwrap_err();
+        assert!(e.contains("i-0zz is not in the snapshot"), "{e}");
+        let e = from_snapshot(&cfg, id("i-0a"), 5_000).unwrap_err();
+        assert!(e.contains("older than its max_age"), "{e}");
+        std::fs::remove_file(&cfg.snapshot).unwrap();
+        let e = from_snapshot(&cfg, id("i-0a"), 1_010).unwrap_err();
+        assert!(e.starts_with("no snapshot at"), "{e}");
+        std::fs::write(&cfg.snapshot, b"garbage").unwrap();
+        let e = from_snapshot(&cfg, id("i-0a"), 1_010).unwrap_err();
+        assert!(e.contains("not usable"), "{e}");
+    }
+}

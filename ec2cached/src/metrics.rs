@@ -1,0 +1,320 @@
+//! `[metrics] textfile`: Prometheus metrics for the node exporter's textfile collector, written
+//! atomically after every poll, follow check, `refresh` and `install`.
+//!
+//! Every value comes from two files: the status file (running totals, last outcomes) and the
+//! snapshot being served (its generation, counts, max_age). So the daemon, `refresh` and
+//! `install` write the same metrics, and the totals go on across restarts (a counter that never
+//! resets is still a counter; `rate()` and `increase()` read it as one).
+//!
+//! The text is the Prometheus text format (version 0.0.4) that the textfile collector and
+//! `promtool check metrics` read, made by the `prometheus` crate: `prometheus-client` writes
+//! only OpenMetrics, whose counters (`# TYPE x counter` over `x_total` samples) those two read as
+//! untyped metrics without help.
+
+use crate::config::Config;
+use crate::fleet::Outcome;
+use crate::publish::{write_atomic, Status};
+use crate::source::Reason;
+use nss_ec2_snapshot::{Header, Snapshot};
+use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Writes the metrics of `cfg`'s snapshot and status file to `[metrics] textfile`, if set.
+/// A failure is logged, never fatal: metrics must not stop names from being served.
+pub fn write(cfg: &Config) {
+    let Some(path) = &cfg.metrics_textfile else {
+        return;
+    };
+    let status = Status::load(&cfg.snapshot);
+    let served = std::fs::read(&cfg.snapshot)
+        .ok()
+        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
+    let text = render(cfg, &status, served.as_ref());
+    if let Err(e) = write_atomic(path, text.as_bytes()) {
+        tracing::warn!("cannot write the metrics file {}: {e}", path.display());
+    }
+}
+
+/// The metrics text for a status and the header of the snapshot served (None: none usable).
+pub fn render(cfg: &Config, status: &Status, served: Option<&Header>) -> String {
+    let r = Registry::new();
+    // Names and help are fixed strings: registering them cannot fail but on a programming
+    // error, which the unit tests would show; a failure here drops that metric, nothing else.
+    let gauge = |name: &str, help: &str, v: i64| {
+        if let Ok(g) = IntGauge::new(name, help) {
+            g.set(v);
+            let _ = r.register(Box::new(g));
+        }
+    };
+    let counter = |name: &str, help: &str, v: u64| {
+        if let Ok(c) = IntCounter::new(name, help) {
+            c.inc_by(v);
+            let _ = r.register(Box::new(c));
+        }
+    };
+    let by = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
+        if let Ok(c) = IntCounterVec::new(Opts::new(name, help), &[label]) {
+            for (l, v) in values {
+                c.with_label_values(&[*l]).inc_by(*v);
+            }
+            let _ = r.register(Box::new(c));
+        }
+    };
+    let secs = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    let follower = cfg.follow.is_some();
+
+    gauge(
+        "ec2cached_interval_seconds",
+        "Seconds between polls (follow checks on a follower), from the configuration.",
+        i64::from(cfg.interval),
+    );
+    if let Some(t) = status.last_success {
+        gauge(
+            "ec2cached_last_success_timestamp_seconds",
+            "When the last successful poll (follow check on a follower) started, in Unix time.",
+            secs(t),
+        );
+    }
+    gauge(
+        "ec2cached_consecutive_failures",
+        "Polls (follow checks) that failed since the last success.",
+        i64::from(status.consecutive_failures),
+    );
+    gauge(
+        "ec2cached_snapshot_present",
+        "1 when a snapshot the module can read is installed, else 0 (.ec2 names answer UNAVAIL).",
+        i64::from(served.is_some()),
+    );
+    if let Some(h) = served {
+        gauge(
+            "ec2cached_snapshot_generation_timestamp_seconds",
+            "When the sweep of the snapshot being served started, in Unix time (on a follower: \
+             the poller's sweep).",
+            secs(h.generated_unix),
+        );
+        gauge(
+            "ec2cached_snapshot_max_age_seconds",
+            "Age after which the module stops answering from the snapshot; 0: no limit.",
+            i64::from(h.max_age_secs),
+        );
+        gauge(
+            "ec2cached_instances",
+            "Live instances in the snapshot being served.",
+            i64::from(h.instances),
+        );
+        gauge(
+            "ec2cached_names",
+            "Names in the snapshot being served.",
+            i64::from(h.names),
+        );
+    }
+    if follower {
+        let counts: Vec<(&str, u64)> = Outcome::ALL
+            .iter()
+            .map(|o| {
+                let n = status.follow_fetches.get(o.label()).copied().unwrap_or(0);
+                (o.label(), n)
+            })
+            .collect();
+        by(
+            "ec2cached_follow_fetches_total",
+            "Checks of the S3 object, by outcome.",
+            "outcome",
+            &counts,
+        );
+    } else {
+        if let Some(ms) = status.sweep_ms {
+            if let Ok(g) = Gauge::new(
+                "ec2cached_sweep_duration_seconds",
+                "How long the last successful sweep of the EC2 API took.",
+            ) {
+                g.set(ms as f64 / 1000.0);
+                let _ = r.register(Box::new(g));
+            }
+        }
+        counter(
+            "ec2cached_api_requests_total",
+            "EC2 API requests (DescribeInstances pages) sent, failed sweeps included.",
+            status.api_requests_total,
+        );
+        let counts: Vec<(&str, u64)> = Reason::ALL
+            .iter()
+            .map(|r| {
+                let n = status.poll_failures.get(r.label()).copied().unwrap_or(0);
+                (r.label(), n)
+            })
+            .collect();
+        by(
+            "ec2cached_poll_failures_total",
+            "Failed polls, by reason.",
+            "reason",
+            &counts,
+        );
+        gauge(
+            "ec2cached_unpublished_names",
+            "Names the last successful refresh did not publish (collisions, reserved labels).",
+            i64::try_from(status.problems.len()).unwrap_or(i64::MAX),
+        );
+    }
+    if status.s3_url.is_some() {
+        counter(
+            "ec2cached_s3_requests_total",
+            "Requests sent to S3 (fleet mode), retries included.",
+            status.s3_requests,
+        );
+        counter(
+            "ec2cached_s3_bytes_total",
+            "Object bytes received from or sent to S3 (fleet mode).",
+            status.s3_bytes,
+        );
+    }
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&r.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cfg(extra: &str) -> Config {
+        Config::parse(
+            std::path::Path::new("/etc/x.toml"),
+            &format!("snapshot = \"/tmp/x/hosts.snap\"\ninterval = 30\n{extra}"),
+        )
+        .unwrap()
+    }
+
+    fn header(generated: u64) -> Header {
+        let bytes = nss_ec2_snapshot::format::tiny("ec2", generated, 7);
+        Snapshot::parse(&bytes).unwrap().header()
+    }
+
+    /// `name{labels} value` lines, and every `# TYPE` line, by metric name.
+    fn samples(text: &str) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let mut values = BTreeMap::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let (n, ty) = t.split_once(' ').unwrap();
+                types.insert(n.to_string(), ty.to_string());
+            } else if !line.starts_with('#') {
+                let (n, v) = line.rsplit_once(' ').unwrap();
+                values.insert(n.to_string(), v.to_string());
+            }
+        }
+        (values, types)
+    }
+
+    #[test]
+    fn a_poller_after_a_good_poll_and_a_throttled_one() {
+        let mut st = Status {
+            last_success: Some(1_700_000_000),
+            api_requests_total: 12,
+            sweep_ms: Some(1250),
+            ..Status::default()
+        };
+        st.poll_failed(1_700_000_030, "RequestLimitExceeded", Reason::Throttled);
+        let text = render(&cfg(""), &st, Some(&header(1_700_000_000)));
+        let (v, t) = samples(&text);
+        assert_eq!(v["ec2cached_last_success_timestamp_seconds"], "1700000000");
+        assert_eq!(
+            v["ec2cached_snapshot_generation_timestamp_seconds"],
+            "1700000000"
+        );
+        assert_eq!(v["ec2cached_sweep_duration_seconds"], "1.25");
+        assert_eq!(v["ec2cached_api_requests_total"], "12");
+        assert_eq!(
+            v["ec2cached_poll_failures_total{reason=\"throttled\"}"],
+            "1"
+        );
+        // Every reason is there from the start, so that rate() sees the first failure.
+        assert_eq!(
+            v["ec2cached_poll_failures_total{reason=\"credentials\"}"],
+            "0"
+        );
+        assert_eq!(v["ec2cached_consecutive_failures"], "1");
+        assert_eq!(v["ec2cached_interval_seconds"], "30");
+        assert_eq!(v["ec2cached_snapshot_present"], "1");
+        assert_eq!(t["ec2cached_api_requests_total"], "counter");
+        assert_eq!(t["ec2cached_poll_failures_total"], "counter");
+        assert_eq!(t["ec2cached_instances"], "gauge");
+        assert!(!text.contains("follow_fetches"), "{text}");
+        assert!(!text.contains("ec2cached_s3_"), "{text}");
+        // Every family has help text (promtool check metrics wants it).
+        for name in t.keys() {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_follower_counts_fetches_by_outcome_and_has_no_poll_metrics() {
+        let mut st = Status {
+            s3_url: Some("s3://b/k".into()),
+            s3_requests: 3,
+            ..Status::default()
+        };
+        st.follow_fetches.insert("refused_signature".into(), 2);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let c = cfg(&format!(
+            "[follow]\nurl = \"s3://bucket/key\"\ntrusted_keys = [{:?}]",
+            crate::keys::public_text(&key)
+        ));
+        let (v, _) = samples(&render(&c, &st, None));
+        assert_eq!(
+            v["ec2cached_follow_fetches_total{outcome=\"refused_signature\"}"],
+            "2"
+        );
+        assert_eq!(
+            v["ec2cached_follow_fetches_total{outcome=\"installed\"}"],
+            "0"
+        );
+        assert_eq!(v["ec2cached_snapshot_present"], "0");
+        assert_eq!(v["ec2cached_s3_requests_total"], "3");
+        assert!(!v.keys().any(|k| k.contains("poll_failures")
+            || k.contains("generation")
+            || k.contains("last_success")));
+    }
+
+    #[test]
+    fn the_textfile_key_must_name_a_prom_file() {
+        let bad = Config::parse(
+            std::path::Path::new("/etc/x.toml"),
+            "[metrics]\ntextfile = \"/var/lib/node-exporter/ec2cached.txt\"",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("metrics.textfile") && bad.contains(".prom"),
+            "{bad}"
+        );
+        let good = cfg("[metrics]\ntextfile = \"/tmp/m/ec2cached.prom\"");
+        assert_eq!(
+            good.metrics_textfile.as_deref(),
+            Some(std::path::Path::new("/tmp/m/ec2cached.prom"))
+        );
+    }
+
+    #[test]
+    fn write_replaces_the_file_atomically_and_keeps_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::parse(
+            &dir.path().join("c.toml"),
+            &format!(
+                "snapshot = {:?}\n[metrics]\ntextfile = {:?}",
+                dir.path().join("hosts.snap"),
+                dir.path().join("m.prom")
+            ),
+        )
+        .unwrap();
+        write(&c);
+        write(&c);
+        let text = std::fs::read_to_string(dir.path().join("m.prom")).unwrap();
+        assert!(text.contains("ec2cached_snapshot_present 0"), "{text}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+}
