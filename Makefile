@@ -77,6 +77,7 @@ uninstall:
 		$(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached \
 		$(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact \
 		$(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
+	rmdir $(DESTDIR)$(DATADIR)/ec2cached 2>/dev/null || true
 
 # The same edits as the Debian package's maintainer scripts (dh_installnss).
 nsswitch-add:

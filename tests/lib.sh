@@ -78,6 +78,8 @@ ensure_debian_packages() {
             DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
                 "${lean[@]}" || { [ -z "$policy" ] || $sudo rm -f "$policy"; return 1; }
             [ -z "$policy" ] || $sudo rm -f "$policy"
+            # ... nor at the next boot.
+            $sudo systemctl disable --quiet prometheus.service 2>/dev/null || true
         fi
     fi
     if ! command -v cargo >/dev/null; then

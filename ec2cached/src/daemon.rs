@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::fleet::{Follower, Outcome, Publisher};
 use crate::publish::{self, now};
-use crate::source;
+use crate::source::{Failed, Reason, Source};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -13,7 +13,12 @@ use tokio::signal::unix::{signal, SignalKind};
 #[derive(Debug)]
 pub enum Role {
     /// Polls EC2, publishes locally, and to S3 with `[publish]`.
-    Poller(Option<Box<Publisher>>),
+    Poller {
+        /// The EC2 clients, built at the first sweep and kept (see [`Source`]).
+        source: Option<Source>,
+        /// `[publish]`.
+        publisher: Option<Box<Publisher>>,
+    },
     /// Follows the S3 object of `[follow]`.
     Follower(Follower),
 }
@@ -24,14 +29,17 @@ impl Role {
         if cfg.follow.is_some() {
             return Ok(Role::Follower(Follower::new(cfg).await?));
         }
-        Ok(Role::Poller(match &cfg.publish {
-            Some(p) => Some(Box::new(Publisher::new(cfg, p).await?)),
-            None => None,
-        }))
+        Ok(Role::Poller {
+            source: None,
+            publisher: match &cfg.publish {
+                Some(p) => Some(Box::new(Publisher::new(cfg, p).await?)),
+                None => None,
+            },
+        })
     }
 
     /// One poll and publish (or one follow check); updates the status file either way.
-    pub async fn cycle(&mut self, cfg: &Config) -> Result<(), String> {
+    pub async fn cycle(&mut self, cfg: &Config) -> Result<(), Failed> {
         match self {
             Role::Follower(f) => {
                 let (outcome, msg) = f.check(cfg).await;
@@ -46,21 +54,29 @@ impl Role {
                             o.label().trim_start_matches("refused_")
                         )
                     }
-                    _ => return Err(msg),
+                    _ => return Err(Failed::new(Reason::S3, msg)),
                 }
                 Ok(())
             }
-            Role::Poller(publisher) => cycle(cfg, publisher.as_deref_mut()).await,
+            Role::Poller { source, publisher } => {
+                cycle(cfg, source, publisher.as_deref_mut()).await
+            }
         }
     }
 }
 
 /// One poll and publish, locally and (with a publisher) to S3; updates the status file.
+/// `source` is built on first use and kept.
 ///
 /// When only the upload failed, the retries (after the backoff) upload that same snapshot again
 /// without sweeping EC2 again, until `interval` has passed since the sweep: an S3 outage does
 /// not spend the account's DescribeInstances budget.
-pub async fn cycle(cfg: &Config, mut publisher: Option<&mut Publisher>) -> Result<(), String> {
+pub async fn cycle(
+    cfg: &Config,
+    source: &mut Option<Source>,
+    mut publisher: Option<&mut Publisher>,
+) -> Result<(), Failed> {
+    let upload_failed = |e: String| Failed::new(Reason::S3, e);
     if let Some(p) = publisher.as_deref_mut() {
         let recent = p
             .swept_at
@@ -70,14 +86,20 @@ pub async fn cycle(cfg: &Config, mut publisher: Option<&mut Publisher>) -> Resul
             if done.is_err() {
                 p.pending = Some(bytes);
             }
-            tracing::info!("S3: {}", done?.label());
+            tracing::info!("S3: {}", done.map_err(upload_failed)?.label());
             return Ok(());
         }
     }
     let started = now();
     let key = publisher.as_ref().map(|p| p.key.clone());
-    let (stats, requests, bytes) =
-        publish::publish_and_record(cfg, started, source::poll(cfg).await, key.as_ref())?;
+    let swept = match source {
+        Some(s) => s.sweep(cfg).await,
+        None => match Source::new(cfg).await {
+            Ok(s) => source.insert(s).sweep(cfg).await,
+            Err(f) => Err(f),
+        },
+    };
+    let (stats, requests, bytes) = publish::publish_and_record(cfg, started, swept, key.as_ref())?;
     tracing::info!(
         instances = stats.instances,
         live = stats.live,
@@ -93,7 +115,7 @@ pub async fn cycle(cfg: &Config, mut publisher: Option<&mut Publisher>) -> Resul
         if done.is_err() {
             p.pending = Some(bytes);
         }
-        tracing::info!("S3: {}", done?.label());
+        tracing::info!("S3: {}", done.map_err(upload_failed)?.label());
     }
     Ok(())
 }
@@ -198,7 +220,7 @@ pub struct Pace {
 /// `usable` says names resolve; returns when `shutdown` completes, even mid-cycle.
 pub async fn run_loop(
     pace: Pace,
-    mut cycle: impl AsyncFnMut() -> Result<(), String>,
+    mut cycle: impl AsyncFnMut() -> Result<(), Failed>,
     mut usable: impl FnMut() -> bool,
     mut ready: impl FnMut(),
     wake: &mut tokio::sync::mpsc::Receiver<()>,
@@ -232,8 +254,12 @@ pub async fn run_loop(
                 failures = failures.saturating_add(1);
                 // A follower that cannot read S3 (an outage, SlowDown) keeps its pace: never
                 // more requests than when all is well.
+                // Throttled: the account's API budget is spent (by every caller in it, not
+                // only this one); a retry before the next interval would spend it again.
                 let d = if pace.follower {
                     next_poll(pace.interval)
+                } else if e.reason == Reason::Throttled {
+                    backoff(failures, pace.interval).max(next_poll(pace.interval))
                 } else {
                     backoff(failures, pace.interval)
                 };
@@ -284,7 +310,7 @@ mod tests {
     async fn drive(
         pace: Pace,
         secs: u64,
-        outcome: impl Fn(usize) -> Result<(), String>,
+        outcome: impl Fn(usize) -> Result<(), Failed>,
         usable_from: usize,
         wake_at: Option<u64>,
     ) -> (Vec<f64>, Vec<usize>) {
@@ -315,6 +341,10 @@ mod tests {
         (gaps, readies.into_inner())
     }
 
+    fn down() -> Failed {
+        Failed::new(Reason::Unreachable, "down")
+    }
+
     const POLLER: Pace = Pace {
         interval: 16,
         follower: false,
@@ -322,7 +352,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failing_poller_backs_off_doubling_up_to_the_interval_with_jitter() {
-        let (gaps, readies) = drive(POLLER, 200, |_| Err("down".into()), usize::MAX, None).await;
+        let (gaps, readies) = drive(POLLER, 200, |_| Err(down()), usize::MAX, None).await;
         assert!(readies.is_empty(), "ready without a snapshot");
         assert!(gaps.len() > 12, "{gaps:?}");
         for (k, g) in gaps.iter().enumerate() {
@@ -355,7 +385,7 @@ mod tests {
         let (gaps, _) = drive(
             POLLER,
             100,
-            |n| if n == 4 { Ok(()) } else { Err("x".into()) },
+            |n| if n == 4 { Ok(()) } else { Err(down()) },
             0,
             None,
         )
@@ -367,12 +397,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_throttled_poller_waits_at_least_an_interval() {
+        let throttled = |_| Err(Failed::new(Reason::Throttled, "RequestLimitExceeded"));
+        let (gaps, _) = drive(POLLER, 200, throttled, usize::MAX, None).await;
+        assert!(gaps.len() >= 10, "{gaps:?}");
+        // Never sooner than the interval (-10 %), never later than the interval (+10 %).
+        assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_failing_follower_keeps_its_pace() {
         let pace = Pace {
             interval: 16,
             follower: true,
         };
-        let (gaps, readies) = drive(pace, 200, |_| Err("S3 down".into()), usize::MAX, None).await;
+        let (gaps, readies) = drive(pace, 200, |_| Err(down()), usize::MAX, None).await;
         assert!(readies.is_empty());
         assert!(gaps.len() >= 10, "{gaps:?}");
         assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
@@ -380,7 +419,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_kept_snapshot_is_ready_at_once_and_only_once() {
-        let (_, readies) = drive(POLLER, 100, |_| Err("down".into()), 0, None).await;
+        let (_, readies) = drive(POLLER, 100, |_| Err(down()), 0, None).await;
         assert_eq!(readies, vec![0], "before the first cycle, and only then");
     }
 
@@ -390,7 +429,7 @@ mod tests {
         let started = Instant::now();
         run_loop(
             POLLER,
-            async || std::future::pending::<Result<(), String>>().await,
+            async || std::future::pending::<Result<(), Failed>>().await,
             || false,
             || panic!("not ready"),
             &mut rx,
@@ -449,11 +488,11 @@ mod tests {
             || false,
             || {},
             &mut rx,
-            tokio::time::sleep(Duration::from_secs(40)),
+            tokio::time::sleep(Duration::from_secs(70)),
         )
         .await;
         let texts = texts.into_inner();
-        // Failures at 0 and ~1 s, good cycles at ~3 s and ~19 s, ~35 s.
+        // Throttled at 0 and after an interval (16 s ± 10 %), then good cycles an interval apart.
         assert!(texts.len() >= 4, "{}", texts.len());
         let has = |i: usize, line: &str| {
             assert!(

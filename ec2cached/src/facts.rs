@@ -62,7 +62,11 @@ pub async fn identity() -> Result<Identity, String> {
         .ok()
         .filter(|e| !e.is_empty())
         .map(|e| crate::source::endpoint_of(&e))
-        .unwrap_or_else(|| "http://169.254.169.254".into());
+        .unwrap_or_else(|| {
+            "its endpoint (http://169.254.169.254, unless an AWS profile sets \
+             ec2_metadata_service_endpoint)"
+                .into()
+        });
     let no_imds = |why: String| {
         format!(
             "no instance identity from the instance metadata service (IMDSv2) at {endpoint}: {why}"

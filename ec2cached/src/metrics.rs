@@ -25,9 +25,14 @@ pub fn write(cfg: &Config) {
         return;
     };
     let status = Status::load(&cfg.snapshot);
+    // Served: what the module answers from, so not one past its max_age.
+    let now = crate::publish::now();
     let served = std::fs::read(&cfg.snapshot)
         .ok()
-        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
+        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
+        .filter(|h| {
+            h.max_age_secs == 0 || now <= h.generated_unix.saturating_add(u64::from(h.max_age_secs))
+        });
     let text = render(cfg, &status, served.as_ref());
     if let Err(e) = write_atomic(path, text.as_bytes()) {
         tracing::warn!("cannot write the metrics file {}: {e}", path.display());
@@ -81,7 +86,8 @@ pub fn render(cfg: &Config, status: &Status, served: Option<&Header>) -> String 
     );
     gauge(
         "ec2cached_snapshot_present",
-        "1 when a snapshot the module can read is installed, else 0 (.ec2 names answer UNAVAIL).",
+        "1 when a snapshot the module answers from is installed (it parses and is within its \
+         max_age), else 0: .ec2 names answer UNAVAIL.",
         i64::from(served.is_some()),
     );
     if let Some(h) = served {
@@ -155,7 +161,7 @@ pub fn render(cfg: &Config, status: &Status, served: Option<&Header>) -> String 
             i64::try_from(status.problems.len()).unwrap_or(i64::MAX),
         );
     }
-    if status.s3_url.is_some() {
+    if cfg.publish.is_some() || cfg.follow.as_ref().is_some_and(|f| f.url.is_some()) {
         counter(
             "ec2cached_s3_requests_total",
             "Requests sent to S3 (fleet mode), retries included.",

@@ -392,7 +392,7 @@ pub fn publish_and_record(
     started: u64,
     sweep: Result<Sweep, Failed>,
     signer: Option<&ed25519_dalek::SigningKey>,
-) -> Result<(Stats, u32, Vec<u8>), String> {
+) -> Result<(Stats, u32, Vec<u8>), Failed> {
     let mut status = Status::load(&cfg.snapshot);
     // Every request counts, a failed sweep's too (throttling is when they matter most).
     let requests = match &sweep {
@@ -408,10 +408,7 @@ pub fn publish_and_record(
         succeeded(&mut status, started, &s, stats, problems);
         Ok((stats, s.requests, bytes))
     });
-    let result = result.map_err(|f| {
-        status.poll_failed(started, &f.message, f.reason);
-        f.message
-    });
+    let result = result.inspect_err(|f| status.poll_failed(started, &f.message, f.reason));
     status.save(&cfg.snapshot);
     result
 }

@@ -223,99 +223,156 @@ pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
         .build()
 }
 
-/// Reads every running instance (in the configured groups) of every configured region.
-/// Any failed page fails the whole sweep: a partial fleet is never published.
-pub async fn poll(cfg: &Config) -> Result<Sweep, Failed> {
-    let started = std::time::Instant::now();
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeouts(cfg.api_timeout))
-        .retry_config(RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await;
-    let regions: Vec<String> = if cfg.regions.is_empty() {
-        match base.region() {
-            Some(r) => vec![r.to_string()],
-            None => {
-                return Err(Failed::new(
-                    Reason::Config,
-                    "no region: set `regions` in the config, AWS_REGION, or a profile region",
-                ))
-            }
-        }
-    } else {
-        cfg.regions.clone()
-    };
-    let mut sweep = Sweep::default();
-    let bytes = Arc::new(AtomicU64::new(0));
-    let endpoint = Arc::new(Mutex::new(String::new()));
-    for region in regions {
-        // A failure before this region's first request is signed must not name another's.
-        if let Ok(mut e) = endpoint.lock() {
-            e.clear();
-        }
-        let conf = aws_sdk_ec2::config::Builder::from(&base)
-            .region(aws_sdk_ec2::config::Region::new(region.clone()))
-            .interceptor(ResponseCheck {
-                bytes: Arc::clone(&bytes),
-                endpoint: Arc::clone(&endpoint),
+/// A poller's EC2 clients, built once and kept for the daemon's life: one per region, all from
+/// one SDK config, so they share one credentials cache (credentials are fetched from IMDS or STS
+/// again only when they near expiry, not at every sweep) and one connection pool (no new TLS
+/// handshake per sweep).
+#[derive(Debug)]
+pub struct Source {
+    clients: Vec<(String, aws_sdk_ec2::Client)>,
+    /// Response bytes, counted by [`ResponseCheck`].
+    bytes: Arc<AtomicU64>,
+    /// The endpoint of the last request signed, for messages.
+    endpoint: Arc<Mutex<String>>,
+}
+
+impl Source {
+    /// Loads the SDK config (credentials chain, region chain, endpoint) and builds a client for
+    /// every region. Fails only when no region can be found: the caller tries again at the next
+    /// sweep (the region may come from IMDS, which may not answer yet at boot).
+    pub async fn new(cfg: &Config) -> Result<Source, Failed> {
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts(cfg.api_timeout))
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .load()
+            .await;
+        let regions: Vec<String> =
+            if cfg.regions.is_empty() {
+                match base.region() {
+                    Some(r) => vec![r.to_string()],
+                    None => return Err(Failed::new(
+                        Reason::Config,
+                        "no region: set `regions` in the config, AWS_REGION, or a profile region",
+                    )),
+                }
+            } else {
+                cfg.regions.clone()
+            };
+        let bytes = Arc::new(AtomicU64::new(0));
+        let endpoint = Arc::new(Mutex::new(String::new()));
+        let clients = regions
+            .into_iter()
+            .map(|region| {
+                let conf = aws_sdk_ec2::config::Builder::from(&base)
+                    .region(aws_sdk_ec2::config::Region::new(region.clone()))
+                    .interceptor(ResponseCheck {
+                        bytes: Arc::clone(&bytes),
+                        endpoint: Arc::clone(&endpoint),
+                    })
+                    .build();
+                (region, aws_sdk_ec2::Client::from_conf(conf))
             })
-            .build();
-        let client = aws_sdk_ec2::Client::from_conf(conf);
-        let mut req = client
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("running")
-                    .build(),
-            )
-            .max_results(1000);
-        if let Some(groups) = &cfg.rules.security_groups {
-            req = req.filters(
-                Filter::builder()
-                    .name("instance.group-name")
-                    .set_values(Some(groups.clone()))
-                    .build(),
+            .collect();
+        Ok(Source {
+            clients,
+            bytes,
+            endpoint,
+        })
+    }
+
+    /// Reads every running instance (in the configured groups) of every region.
+    /// Any failed page fails the whole sweep: a partial fleet is never published.
+    pub async fn sweep(&self, cfg: &Config) -> Result<Sweep, Failed> {
+        let started = std::time::Instant::now();
+        let mut sweep = Sweep::default();
+        self.bytes.store(0, Ordering::Relaxed);
+        for (region, client) in &self.clients {
+            // A failure before this region's first request is signed must not name another's.
+            if let Ok(mut e) = self.endpoint.lock() {
+                e.clear();
+            }
+            let mut req = client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
+                .max_results(1000);
+            if let Some(groups) = &cfg.rules.security_groups {
+                req = req.filters(
+                    Filter::builder()
+                        .name("instance.group-name")
+                        .set_values(Some(groups.clone()))
+                        .build(),
+                );
+            }
+            // Pages by hand, not with the SDK's paginator: it ends quietly when a token comes
+            // back the same as the one sent, which would publish a partial fleet as a whole one.
+            let mut token: Option<String> = None;
+            let mut seen = std::collections::HashSet::new();
+            let mut page_no = 0u32;
+            loop {
+                page_no += 1;
+                sweep.requests += 1;
+                let where_ = format!("DescribeInstances in {region}, page {page_no}");
+                let page = req
+                    .clone()
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!("{where_} failed: {}", DisplayErrorContext(&e));
+                        let at = self.endpoint.lock().map(|e| e.clone()).unwrap_or_default();
+                        Failed {
+                            reason: classify(&e),
+                            message: format!(
+                                "{} ({where_})",
+                                describe_error(&e, &at, cfg.api_timeout)
+                            ),
+                            requests: sweep.requests,
+                        }
+                    })?;
+                for r in page.reservations() {
+                    for i in r.instances() {
+                        sweep.instances.push(from_sdk(i));
+                    }
+                }
+                match page.next_token().filter(|t| !t.is_empty()) {
+                    None => break,
+                    Some(t) if !seen.insert(t.to_string()) => {
+                        return Err(Failed {
+                            reason: Reason::MalformedResponse,
+                            message: format!(
+                                "the EC2 API sent a page token it had already sent: a sweep that \
+                                 ended here would miss instances, so none is published \
+                                 ({where_})"
+                            ),
+                            requests: sweep.requests,
+                        });
+                    }
+                    Some(t) => token = Some(t.to_string()),
+                }
+            }
+            sweep.bytes = self.bytes.load(Ordering::Relaxed);
+            tracing::debug!(
+                region,
+                pages = page_no,
+                requests = sweep.requests,
+                bytes = sweep.bytes,
+                instances = sweep.instances.len(),
+                "swept region"
             );
         }
-        let mut pages = req.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            sweep.requests += 1;
-            let page = page.map_err(|e| {
-                tracing::debug!(
-                    region,
-                    page = sweep.requests,
-                    "DescribeInstances failed: {}",
-                    DisplayErrorContext(&e)
-                );
-                let at = endpoint.lock().map(|e| e.clone()).unwrap_or_default();
-                Failed {
-                    reason: classify(&e),
-                    message: format!(
-                        "{} (DescribeInstances in {region}, page {})",
-                        describe_error(&e, &at, cfg.api_timeout),
-                        sweep.requests
-                    ),
-                    requests: sweep.requests,
-                }
-            })?;
-            for r in page.reservations() {
-                for i in r.instances() {
-                    sweep.instances.push(from_sdk(i));
-                }
-            }
-        }
-        sweep.bytes = bytes.load(Ordering::Relaxed);
-        tracing::debug!(
-            region,
-            requests = sweep.requests,
-            bytes = sweep.bytes,
-            instances = sweep.instances.len(),
-            "swept region"
-        );
+        sweep.elapsed = started.elapsed();
+        Ok(sweep)
     }
-    sweep.elapsed = started.elapsed();
-    Ok(sweep)
+}
+
+/// One sweep with clients built for it (`refresh`, `explain`): see [`Source`].
+pub async fn poll(cfg: &Config) -> Result<Sweep, Failed> {
+    Source::new(cfg).await?.sweep(cfg).await
 }
 
 /// The metric reason of an SDK error.

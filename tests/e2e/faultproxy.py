@@ -4,12 +4,14 @@
     proxy.page_size = 5          # rewrite DescribeInstances MaxResults, to get many pages
     proxy.fail_from = 3          # only fail DescribeInstances requests from the 3rd on
 
-Faults: None (pass through), "throttle" (RequestLimitExceeded), "500", "503", "slow" (answers
+Faults: None (pass through), "repeat_token" (a page after the first names the token it was sent
+as the next one), "throttle" (RequestLimitExceeded), "500", "503", "slow" (answers
 after `slow_seconds`), "reset" (TCP reset, no answer), "malformed" (200 with broken XML),
 "expired" (ExpiredToken).
 """
 
 import http.server
+import re
 import socket
 import struct
 import threading
@@ -100,7 +102,15 @@ class FaultProxy(Served):
                 req = urllib.request.Request(proxy.upstream + self.path, data=body, headers=headers, method="POST")
                 try:
                     with urllib.request.urlopen(req, timeout=30) as r:
-                        self.send(r.status, r.read(), r.headers.get("Content-Type", "text/xml"))
+                        data = r.read()
+                        sent = form.get("NextToken", [""])[0]
+                        if fault == "repeat_token" and sent:
+                            # The API hands back the token it was sent: the next page would be
+                            # this one again.
+                            data = re.sub(rb"<nextToken>.*?</nextToken>", b"", data, flags=re.S)
+                            data = data.replace(b"</DescribeInstancesResponse>",
+                                                b"<nextToken>" + sent.encode() + b"</nextToken></DescribeInstancesResponse>")
+                        self.send(r.status, data, r.headers.get("Content-Type", "text/xml"))
                 except urllib.error.HTTPError as e:
                     self.send(e.code, e.read())
 

@@ -92,7 +92,7 @@ def test_run_backs_off_and_recovers_within_an_interval(fleet, proxied, proxy):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         before = host.snapshot.read_bytes()
-        proxy.fault = "throttle"
+        proxy.fault = "500"
         # Until the daemon has failed (and backed off) at least twice in a row.
         deadline = time.monotonic() + 60
         while not re.search(r"failing:\s+([2-9]|\d\d+) poll", host.ec2cached("status", check=False).stdout):
@@ -116,3 +116,49 @@ def test_run_backs_off_and_recovers_within_an_interval(fleet, proxied, proxy):
     retries = [float(x) for x in re.findall(r"retry_in=\"?(\d+\.\d)s", log)]
     assert len(retries) >= 2, log
     assert all(0.5 <= x <= interval for x in retries), retries
+
+
+def test_throttling_waits_an_interval_not_a_backoff_step(fleet, proxied, proxy):
+    """RequestLimitExceeded means the account's budget is spent: a sweep again after 1 s would
+    spend it again (at 100 000 instances, 100 pages a second). The daemon waits an interval."""
+    host = proxied
+    fleet.launch(tags={"services": "redis"})
+    interval = 3
+    host.configure(api_timeout=1, interval=interval)
+    proxy.fault = "throttle"
+    d = subprocess.Popen([EC2CACHED, "--config", str(host.config), "run"], env=host.env(),
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not re.search(r"failing:\s+[3-9] poll", host.ec2cached("status", check=False).stdout):
+            assert time.monotonic() < deadline, "the daemon did not keep polling"
+            time.sleep(0.2)
+    finally:
+        d.send_signal(signal.SIGTERM)
+        assert d.wait(timeout=20) == 0
+    log = d.stderr.read()
+    retries = [float(x) for x in re.findall(r"retry_in=\"?(\d+\.\d)s", log)]
+    assert len(retries) >= 3, log
+    assert all(0.9 * interval - 0.05 <= x <= 1.1 * interval + 0.05 for x in retries), retries
+    # Each sweep is one page and its SDK retries (3 attempts): no more.
+    assert proxy.requests <= 3 * (len(retries) + 1), (proxy.requests, retries)
+
+
+def test_a_repeated_page_token_fails_the_sweep_instead_of_ending_it(fleet, proxied, proxy):
+    """The SDK's paginator stops quietly on a repeated token, which would publish the pages
+    read so far as the whole fleet. A sweep that sees one fails, and nothing is published."""
+    host = proxied
+    for _ in range(7):
+        fleet.launch(tags={"services": "redis"})
+    proxy.page_size = 3  # three pages
+    host.refresh()
+    assert host.hosts("7.redis.tphon.ec2")[0] == 0
+    before = host.snapshot.read_bytes()
+    proxy.fault = "repeat_token"
+    r = host.refresh(check=False)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert "page token it had already sent" in last, last
+    assert last.endswith("(DescribeInstances in us-east-1, page 2)"), last
+    assert host.snapshot.read_bytes() == before
+    assert host.hosts("7.redis.tphon.ec2")[0] == 0
