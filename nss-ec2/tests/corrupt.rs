@@ -37,6 +37,7 @@ fn fleet_with(n: usize, v6: usize) -> Vec<u8> {
             } else {
                 vec![]
             },
+            ..Default::default()
         })
         .collect();
     let meta = Meta {

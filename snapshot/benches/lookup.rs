@@ -19,6 +19,7 @@ fn fleet(n: usize) -> Vec<u8> {
             private_ipv4: Some([10, (i >> 16) as u8, (i >> 8) as u8, i as u8].into()),
             public_ipv4: None,
             ipv6: vec![],
+            ..Default::default()
         })
         .collect();
     let meta = Meta {

@@ -1,15 +1,23 @@
-//! From EC2 instances to names: the rules of README.md, "How names work".
+//! From EC2 instances to names: the rules of README.md, "How names work", in one place for
+//! `refresh` (which publishes them) and `explain` (which says why).
 //!
-//! * live = state `running`; ready = live and carrying the configured ready tag (if any).
-//! * `G.D` / `S.G.D`: ready instances of group `G` (that list service `S`), in launch order
-//!   (launch time, then instance id), numbered from 1 as `N.G.D` / `N.S.G.D`.
-//! * `I.D`: every live instance, ready or not.
+//! * live = state `running`; ready = live and carrying the configured ready tag (if any)
+//!   ([`readiness`]).
+//! * Zones ([`Zone`]): for every value `V` of the zone's key that a ready instance has, `V[.U].D`
+//!   (its ready instances, in launch order: launch time, then instance id) and `N.V[.U].D`; with
+//!   `services`, also `S.V[.U].D` and `N.S.V[.U].D`. Without `[[zone]]`, the one zone is today's:
+//!   security groups, with services.
+//! * AND-names ([`AndName`]): the ready instances for which every condition holds.
+//! * `I.D`: every live instance, ready or not, of every account, at the top.
+//! * Accounts with a label put their zone and AND-names under `label.D`.
 //! * Labels: lower case, each run of characters outside `[a-z0-9-]` becomes one `-`, leading and
 //!   trailing `-` dropped; empty labels, labels over 63 characters, all-digit service labels and
 //!   names over 253 characters are not published and are reported.
-//! * Collisions, in this precedence: an instance id beats a group label; among groups whose names
-//!   give the same label, the group whose name *is* the label wins, then the smallest name
-//!   (byte order). Groups with the same name (in different VPCs) are one group.
+//! * Precedence when two sources give one name: instance ids, then AND-names in config order,
+//!   then zones in config order; inside a zone, among values that give one label, the value that
+//!   *is* the label wins, then the smallest (byte order). A zone value equal to a zone's `under`
+//!   label or (at the top) an account label is reserved. Groups with the same name (in different
+//!   VPCs) are one group.
 
 use crate::format::{Instance as Record, Kind, Name, Table};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +33,222 @@ pub enum AddressChoice {
     Public,
 }
 
+/// What keys the sets of a zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZoneKey {
+    /// Every security group of the instance.
+    SecurityGroup,
+    /// The value of one tag; an instance without it is in no set.
+    Tag(String),
+    /// The Auto Scaling group (tag `aws:autoscaling:groupName`).
+    Asg,
+    /// The availability zone.
+    Az,
+    /// The VPC id.
+    Vpc,
+    /// The region.
+    Region,
+}
+
+/// The tag EC2 Auto Scaling puts on the instances it launches.
+pub const ASG_TAG: &str = "aws:autoscaling:groupName";
+
+impl ZoneKey {
+    /// `security-group`, `tag:KEY`, `asg`, `az`, `vpc`, `region`.
+    pub fn parse(s: &str) -> Result<ZoneKey, String> {
+        Ok(match s {
+            "security-group" => ZoneKey::SecurityGroup,
+            "asg" => ZoneKey::Asg,
+            "az" => ZoneKey::Az,
+            "vpc" => ZoneKey::Vpc,
+            "region" => ZoneKey::Region,
+            _ => match s.strip_prefix("tag:") {
+                Some(k) if !k.is_empty() => ZoneKey::Tag(k.to_string()),
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not a zone key: security-group, tag:KEY, asg, az, vpc or region"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The key as written in the config.
+    pub fn text(&self) -> String {
+        match self {
+            ZoneKey::SecurityGroup => "security-group".into(),
+            ZoneKey::Tag(k) => format!("tag:{k}"),
+            ZoneKey::Asg => "asg".into(),
+            ZoneKey::Az => "az".into(),
+            ZoneKey::Vpc => "vpc".into(),
+            ZoneKey::Region => "region".into(),
+        }
+    }
+
+    /// The raw values an instance has for this key (several for security groups).
+    pub fn values<'a>(&self, i: &'a Ec2Instance) -> Vec<&'a str> {
+        let one = |v: &'a str| if v.is_empty() { vec![] } else { vec![v] };
+        match self {
+            ZoneKey::SecurityGroup => i.groups.iter().map(String::as_str).collect(),
+            ZoneKey::Tag(k) => i.tag(k).map(|v| vec![v]).unwrap_or_default(),
+            ZoneKey::Asg => i.tag(ASG_TAG).map(|v| vec![v]).unwrap_or_default(),
+            ZoneKey::Az => one(&i.az),
+            ZoneKey::Vpc => one(&i.vpc),
+            ZoneKey::Region => one(&i.region),
+        }
+    }
+
+    /// How a value of this key is named in messages: `group "tphon"`, `tag:Name value "web 1"`.
+    fn subject(&self, raw: &str) -> String {
+        match self {
+            ZoneKey::SecurityGroup => format!("group {raw:?}"),
+            k => format!("{} value {raw:?}", k.text()),
+        }
+    }
+}
+
+/// One `[[zone]]`: sets keyed by `key`, named `V[.under].D`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Zone {
+    /// What keys the sets.
+    pub key: ZoneKey,
+    /// `""`, or one label the zone's names end in (before the domain).
+    pub under: String,
+    /// Also `S.V[.under].D` from the services tag.
+    pub services: bool,
+}
+
+impl Zone {
+    /// Today's names: security groups, at the top, with services.
+    pub fn default_zone() -> Zone {
+        Zone {
+            key: ZoneKey::SecurityGroup,
+            under: String::new(),
+            services: true,
+        }
+    }
+
+    /// `zone security-group`, `zone tag:Name (under "name")`, for messages.
+    pub fn describe(&self) -> String {
+        if self.under.is_empty() {
+            format!("zone {}", self.key.text())
+        } else {
+            format!("zone {} (under {:?})", self.key.text(), self.under)
+        }
+    }
+}
+
+/// One condition of a `[[name]]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// `tag:KEY=VALUE` (exact value) or `tag:KEY` (present, any value).
+    Tag(String, Option<String>),
+    /// `security-group=NAME` (exact group name).
+    SecurityGroup(String),
+    /// `az=…`.
+    Az(String),
+    /// `vpc=…`.
+    Vpc(String),
+    /// `region=…`.
+    Region(String),
+    /// `asg=…`.
+    Asg(String),
+}
+
+impl Condition {
+    /// Parses `tag:KEY=VALUE`, `tag:KEY`, `security-group=NAME`, `az=…`, `vpc=…`, `region=…`,
+    /// `asg=…`.
+    pub fn parse(s: &str) -> Result<Condition, String> {
+        if let Some(t) = s.strip_prefix("tag:") {
+            let (k, v) = match t.split_once('=') {
+                Some((k, v)) => (k, Some(v.to_string())),
+                None => (t, None),
+            };
+            if k.is_empty() {
+                return Err(format!("{s:?}: empty tag key"));
+            }
+            return Ok(Condition::Tag(k.to_string(), v));
+        }
+        let Some((k, v)) = s.split_once('=') else {
+            return Err(format!(
+                "{s:?} is not a condition: tag:KEY=VALUE, tag:KEY, security-group=NAME, az=, \
+                 vpc=, region= or asg="
+            ));
+        };
+        let v = v.to_string();
+        Ok(match k {
+            "security-group" => Condition::SecurityGroup(v),
+            "az" => Condition::Az(v),
+            "vpc" => Condition::Vpc(v),
+            "region" => Condition::Region(v),
+            "asg" => Condition::Asg(v),
+            _ => {
+                return Err(format!(
+                    "{s:?}: unknown condition {k:?} (tag:KEY=VALUE, tag:KEY, security-group=, \
+                     az=, vpc=, region=, asg=)"
+                ))
+            }
+        })
+    }
+
+    /// The condition as written in the config.
+    pub fn text(&self) -> String {
+        match self {
+            Condition::Tag(k, Some(v)) => format!("tag:{k}={v}"),
+            Condition::Tag(k, None) => format!("tag:{k}"),
+            Condition::SecurityGroup(v) => format!("security-group={v}"),
+            Condition::Az(v) => format!("az={v}"),
+            Condition::Vpc(v) => format!("vpc={v}"),
+            Condition::Region(v) => format!("region={v}"),
+            Condition::Asg(v) => format!("asg={v}"),
+        }
+    }
+
+    /// `Ok` when the condition holds for `i`; else what `i` has instead ("env=staging",
+    /// "no env tag", "groups: web, ssh").
+    pub fn check(&self, i: &Ec2Instance) -> Result<(), String> {
+        let eq = |what: &str, have: &str, want: &str| {
+            if have == want {
+                Ok(())
+            } else if have.is_empty() {
+                Err(format!("no {what}"))
+            } else {
+                Err(format!("{what} is {have}"))
+            }
+        };
+        match self {
+            Condition::Tag(k, want) => match (i.tag(k), want) {
+                (None, _) => Err(format!("no {k} tag")),
+                (Some(_), None) => Ok(()),
+                (Some(have), Some(w)) if have == w => Ok(()),
+                (Some(have), Some(_)) => Err(format!("{k}={have}")),
+            },
+            Condition::SecurityGroup(g) => {
+                if i.groups.iter().any(|x| x == g) {
+                    Ok(())
+                } else if i.groups.is_empty() {
+                    Err("no security group".into())
+                } else {
+                    Err(format!("groups: {}", i.groups.join(", ")))
+                }
+            }
+            Condition::Az(v) => eq("az", &i.az, v),
+            Condition::Vpc(v) => eq("vpc", &i.vpc, v),
+            Condition::Region(v) => eq("region", &i.region, v),
+            Condition::Asg(v) => eq("asg", i.tag(ASG_TAG).unwrap_or(""), v),
+        }
+    }
+}
+
+/// One `[[name]]`: `name.D` (and `N.name.D`) for the ready instances that meet every condition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AndName {
+    /// The name before the domain: labels joined by dots (checked by the config).
+    pub name: String,
+    /// Every one must hold.
+    pub conditions: Vec<Condition>,
+}
+
 /// The parts of the daemon's configuration that decide names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rules {
@@ -38,6 +262,12 @@ pub struct Rules {
     pub address: AddressChoice,
     /// Only these security groups (exact names); `None`: all.
     pub security_groups: Option<Vec<String>>,
+    /// The zones, in precedence order; default: [`Zone::default_zone`].
+    pub zones: Vec<Zone>,
+    /// The AND-names, in precedence order.
+    pub names: Vec<AndName>,
+    /// The labels of labelled accounts, in config order (reserved at the top).
+    pub account_labels: Vec<String>,
 }
 
 impl Default for Rules {
@@ -48,6 +278,33 @@ impl Default for Rules {
             service_tag: "services".into(),
             address: AddressChoice::Private,
             security_groups: None,
+            zones: vec![Zone::default_zone()],
+            names: Vec::new(),
+            account_labels: Vec::new(),
+        }
+    }
+}
+
+impl Rules {
+    /// True when security group `g` is one this config publishes (`security_groups`).
+    pub fn wants_group(&self, g: &str) -> bool {
+        self.security_groups
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|w| w == g))
+    }
+
+    /// True when `i` is swept at all: live, and in one of `security_groups` if set (what the
+    /// API's filters keep).
+    pub fn in_sweep(&self, i: &Ec2Instance) -> bool {
+        i.is_live()
+            && (self.security_groups.is_none() || i.groups.iter().any(|g| self.wants_group(g)))
+    }
+
+    /// The suffix of an account's names: `D`, or `label.D` for a labelled account.
+    pub fn suffix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            None => self.domain.clone(),
+            Some(l) => format!("{l}.{}", self.domain),
         }
     }
 }
@@ -71,10 +328,45 @@ pub struct Ec2Instance {
     pub public_ipv4: Option<Ipv4Addr>,
     /// IPv6 addresses of the primary network interface (device index 0).
     pub ipv6: Vec<Ipv6Addr>,
+    /// Availability zone (`us-east-1a`); empty when unknown.
+    pub az: String,
+    /// VPC id; empty when unknown (EC2-Classic, or not in the input).
+    pub vpc: String,
+    /// The region it was swept in; empty when unknown.
+    pub region: String,
+    /// The label of its account (`[[account]] label`), if that account has one.
+    pub namespace: Option<String>,
+}
+
+/// Whether an instance is ready, and why (for `explain`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Not running: resolves by no name.
+    NotLive(String),
+    /// Running, but without the ready tag: only `I.D`.
+    NotReady(String),
+    /// Ready: in every set it belongs to.
+    Ready(String),
+}
+
+/// The ready rule, with its reason.
+pub fn readiness(i: &Ec2Instance, rules: &Rules) -> Readiness {
+    if !i.is_live() {
+        return Readiness::NotLive(format!("not live (state {:?})", i.state));
+    }
+    match &rules.ready_tag {
+        None => Readiness::Ready("ready (no ready_tag configured)".into()),
+        Some((k, v)) => match i.tag(k) {
+            Some(tv) if tv == v => Readiness::Ready(format!("ready ({k}={v})")),
+            Some(tv) => Readiness::NotReady(format!("live but not ready: {k}={tv:?}, wants {v:?}")),
+            None => Readiness::NotReady(format!("live but not ready: no {k} tag, wants {k}={v}")),
+        },
+    }
 }
 
 impl Ec2Instance {
-    fn tag(&self, key: &str) -> Option<&str> {
+    /// The value of tag `key`, if the instance has it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
             .find(|(k, _)| k == key)
@@ -96,11 +388,7 @@ impl Ec2Instance {
 
     /// True when live and carrying the ready tag (if one is configured).
     pub fn is_ready(&self, rules: &Rules) -> bool {
-        self.is_live()
-            && match &rules.ready_tag {
-                None => true,
-                Some((k, v)) => self.tag(k) == Some(v.as_str()),
-            }
+        matches!(readiness(self, rules), Readiness::Ready(_))
     }
 
     /// The raw service entries of the services tag (split on commas and white space).
@@ -109,6 +397,16 @@ impl Ec2Instance {
             .unwrap_or("")
             .split(|c: char| c == ',' || c.is_whitespace())
             .filter(|s| !s.is_empty())
+    }
+
+    /// The raw values `i` has in `zone` that the config publishes (security groups outside
+    /// `security_groups` are not).
+    pub fn zone_values<'a>(&'a self, zone: &Zone, rules: &Rules) -> Vec<&'a str> {
+        let mut v = zone.key.values(self);
+        if zone.key == ZoneKey::SecurityGroup {
+            v.retain(|g| rules.wants_group(g));
+        }
+        v
     }
 }
 
@@ -186,52 +484,12 @@ pub fn service_key(raw: &str) -> Result<String, String> {
     Ok(labels.join("."))
 }
 
-struct Names<'r> {
-    rules: &'r Rules,
-    names: Vec<Name>,
-    problems: BTreeSet<Problem>,
-}
-
-impl Names<'_> {
-    fn push(&mut self, prefix: &str, kind: Kind, members: Vec<u32>) -> Option<u32> {
-        let name = format!("{prefix}.{}", self.rules.domain);
-        if name.len() > 253 {
-            self.problems.insert(Problem {
-                subject: format!("name {name}"),
-                reason: "longer than 253 characters".into(),
-            });
-            return None;
-        }
-        self.names.push(Name {
-            name,
-            kind,
-            members,
-        });
-        Some(self.names.len() as u32 - 1)
-    }
-
-    /// `P.D` and `N.P.D` for a set, recording the numbered names as aliases.
-    fn set(
-        &mut self,
-        prefix: &str,
-        kinds: (Kind, Kind),
-        members: &[u32],
-        aliases: &mut [Vec<u32>],
-    ) {
-        if self.push(prefix, kinds.0, members.to_vec()).is_none() {
-            return;
-        }
-        for (n, &m) in members.iter().enumerate() {
-            if let Some(idx) = self.push(&format!("{}.{prefix}", n + 1), kinds.1, vec![m]) {
-                aliases[m as usize].push(idx);
-            }
-        }
-    }
-}
-
-/// Builds the names of the contract from a fleet.
-pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
-    let mut problems = BTreeSet::new();
+/// The live instances, deduplicated, with their id labels, in launch order (launch time, then
+/// id): the order behind N, stable while a set does not change.
+fn order<'a>(
+    instances: &'a [Ec2Instance],
+    problems: &mut BTreeSet<Problem>,
+) -> (Vec<(&'a Ec2Instance, String)>, usize) {
     let mut seen = HashMap::new();
     let mut unique = Vec::with_capacity(instances.len());
     for i in instances {
@@ -245,7 +503,6 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
         unique.push(i);
     }
     let total = unique.len();
-    // Launch order, then id: the order behind N, stable while the set does not change.
     let mut live: Vec<(&Ec2Instance, String)> = Vec::new();
     for i in unique.into_iter().filter(|i| i.is_live()) {
         match label(&i.id) {
@@ -259,116 +516,210 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
         }
     }
     live.sort_by(|a, b| (a.0.launch_time_ms, &a.1).cmp(&(b.0.launch_time_ms, &b.1)));
-    let id_labels: BTreeSet<&str> = live.iter().map(|(_, l)| l.as_str()).collect();
+    (live, total)
+}
 
-    // label -> raw group name -> member indices (instance order = launch order).
-    let mut groups: BTreeMap<String, BTreeMap<&str, Vec<u32>>> = BTreeMap::new();
-    let wanted = |g: &str| {
-        rules
-            .security_groups
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|w| w == g))
-    };
-    let mut ready = 0;
+/// The names being built, with who claimed each (for precedence), and what was refused.
+struct Names<'r> {
+    rules: &'r Rules,
+    names: Vec<Name>,
+    /// Name (with the domain) -> the source that has it.
+    claimed: HashMap<String, String>,
+    problems: BTreeSet<Problem>,
+}
+
+impl Names<'_> {
+    /// Pushes `prefix.suffix` unless it is too long or taken; `subject` and `source` name it in
+    /// the report.
+    fn push(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        kind: Kind,
+        members: Vec<u32>,
+        source: Option<(&str, &str)>,
+    ) -> Option<u32> {
+        let name = format!("{prefix}.{suffix}");
+        if name.len() > 253 {
+            self.problems.insert(Problem {
+                subject: format!("name {name}"),
+                reason: "longer than 253 characters".into(),
+            });
+            return None;
+        }
+        if let Some((subject, source)) = source {
+            if let Some(owner) = self.claimed.get(&name) {
+                self.problems.insert(Problem {
+                    subject: subject.to_string(),
+                    reason: format!("its name {name} is taken by {owner}"),
+                });
+                return None;
+            }
+            self.claimed.insert(name.clone(), source.to_string());
+        }
+        self.names.push(Name {
+            name,
+            kind,
+            members,
+        });
+        Some(self.names.len() as u32 - 1)
+    }
+
+    /// `P.S` and `N.P.S` for a set, recording the numbered names as aliases; nothing when `P.S`
+    /// itself cannot be published.
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &mut self,
+        prefix: &str,
+        suffix: &str,
+        kinds: (Kind, Kind),
+        members: &[u32],
+        aliases: &mut [Vec<u32>],
+        subject: &str,
+        source: &str,
+    ) -> bool {
+        let src = Some((subject, source));
+        if self
+            .push(prefix, suffix, kinds.0, members.to_vec(), src)
+            .is_none()
+        {
+            return false;
+        }
+        for (n, &m) in members.iter().enumerate() {
+            if let Some(idx) = self.push(
+                &format!("{}.{prefix}", n + 1),
+                suffix,
+                kinds.1,
+                vec![m],
+                src,
+            ) {
+                aliases[m as usize].push(idx);
+            }
+        }
+        true
+    }
+}
+
+/// A zone's sets in one account namespace: value label -> raw value -> members (launch
+/// order), for the ready instances of that namespace.
+fn zone_sets<'a>(
+    zone: &Zone,
+    live: &[(&'a Ec2Instance, String)],
+    ns: Option<&str>,
+    rules: &Rules,
+    problems: &mut BTreeSet<Problem>,
+) -> BTreeMap<String, BTreeMap<&'a str, Vec<u32>>> {
+    let mut sets: BTreeMap<String, BTreeMap<&str, Vec<u32>>> = BTreeMap::new();
     for (idx, (i, _)) in live.iter().enumerate() {
-        if !i.is_ready(rules) {
+        if i.namespace.as_deref() != ns || !i.is_ready(rules) {
             continue;
         }
-        ready += 1;
         let mut mine = BTreeSet::new();
-        for g in i.groups.iter().filter(|g| wanted(g)) {
-            if !mine.insert(g.as_str()) {
+        for v in i.zone_values(zone, rules) {
+            if !mine.insert(v) {
                 continue;
             }
-            match label(g) {
-                Ok(l) => groups
+            match label(v) {
+                Ok(l) => sets
                     .entry(l)
                     .or_default()
-                    .entry(g.as_str())
+                    .entry(v)
                     .or_default()
                     .push(idx as u32),
                 Err(e) => {
                     problems.insert(Problem {
-                        subject: format!("group {g:?}"),
+                        subject: zone.key.subject(v),
                         reason: e.into(),
                     });
                 }
             }
         }
     }
+    sets
+}
 
+/// The services of a set's members: service key -> members (in the set's order).
+fn service_sets(
+    members: &[u32],
+    live: &[(&Ec2Instance, String)],
+    rules: &Rules,
+    problems: &mut BTreeSet<Problem>,
+) -> BTreeMap<String, Vec<u32>> {
+    let mut services: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for &m in members {
+        let mut mine = BTreeSet::new();
+        for raw in live[m as usize].0.services(rules) {
+            match service_key(raw) {
+                Ok(key) => {
+                    if mine.insert(key.clone()) {
+                        services.entry(key).or_default().push(m);
+                    }
+                }
+                Err(e) => {
+                    problems.insert(Problem {
+                        subject: format!("service {raw:?} of {}", live[m as usize].1),
+                        reason: e,
+                    });
+                }
+            }
+        }
+    }
+    services
+}
+
+/// Labels that a zone value may not take directly under `suffix`: the zones' `under` labels
+/// (`1.name.D` would be both the first of set "name" and value "1" of the zone under "name"),
+/// and at the top the account labels.
+fn reserved(rules: &Rules, ns: Option<&str>) -> BTreeMap<String, &'static str> {
+    let mut r = BTreeMap::new();
+    for z in rules.zones.iter().filter(|z| !z.under.is_empty()) {
+        r.insert(z.under.clone(), "a zone's `under` label");
+    }
+    if ns.is_none() {
+        for l in &rules.account_labels {
+            r.insert(l.clone(), "an account label");
+        }
+    }
+    r
+}
+
+/// Builds the names of the contract from a fleet: order, then for every account namespace the
+/// AND-names and the zones, then the instance names.
+pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
+    let mut problems = BTreeSet::new();
+    let (live, total) = order(instances, &mut problems);
+    let ready = live.iter().filter(|(i, _)| i.is_ready(rules)).count();
     let mut aliases = vec![Vec::new(); live.len()];
     let mut names = Names {
         rules,
         names: Vec::new(),
+        claimed: HashMap::new(),
         problems,
     };
+    // Instance ids come first in precedence (their names are pushed last, as they always were).
+    for (_, l) in &live {
+        names
+            .claimed
+            .insert(format!("{l}.{}", rules.domain), "an instance id".into());
+    }
+    let mut namespaces: Vec<Option<&str>> = vec![None];
+    namespaces.extend(rules.account_labels.iter().map(|l| Some(l.as_str())));
     let mut group_count = 0;
-    for (glabel, raws) in &groups {
-        // Precedence among groups giving one label: the exact label, then byte order.
-        let winner = raws
-            .keys()
-            .find(|r| **r == glabel.as_str())
-            .or_else(|| raws.keys().next())
-            .copied()
-            .unwrap_or_default();
-        for loser in raws.keys().filter(|r| **r != winner) {
-            names.problems.insert(Problem {
-                subject: format!("group {loser:?}"),
-                reason: format!(
-                    "its name {glabel}.{} is taken by group {winner:?}",
-                    rules.domain
-                ),
-            });
-        }
-        if id_labels.contains(glabel.as_str()) {
-            names.problems.insert(Problem {
-                subject: format!("group {winner:?}"),
-                reason: format!("its name {glabel}.{} is an instance id", rules.domain),
-            });
-            continue;
-        }
-        let members = &raws[winner];
-        group_count += 1;
-        names.set(glabel, (Kind::Group, Kind::GroupNth), members, &mut aliases);
-
-        let mut services: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for &m in members {
-            let mut mine = BTreeSet::new();
-            for raw in live[m as usize].0.services(rules) {
-                match service_key(raw) {
-                    Ok(key) => {
-                        if mine.insert(key.clone()) {
-                            services.entry(key).or_default().push(m);
-                        }
-                    }
-                    Err(e) => {
-                        names.problems.insert(Problem {
-                            subject: format!("service {raw:?} of {}", live[m as usize].1),
-                            reason: e,
-                        });
-                    }
-                }
-            }
-        }
-        for (skey, smembers) in &services {
-            let prefix = format!("{skey}.{glabel}");
-            names.set(
-                &prefix,
-                (Kind::Service, Kind::ServiceNth),
-                smembers,
-                &mut aliases,
-            );
+    for ns in namespaces {
+        let suffix = rules.suffix(ns);
+        and_names(&mut names, &live, ns, &suffix, &mut aliases);
+        for zone in &rules.zones {
+            group_count += zone_names(&mut names, zone, &live, ns, &suffix, &mut aliases);
         }
     }
-
+    // `I.D`: every live instance, in launch order, at the top.
     let mut records = Vec::with_capacity(live.len());
     for (idx, (i, l)) in live.iter().enumerate() {
         let v4 = i.ipv4(rules);
         // Cannot fail once the config has checked the domain length (instance labels are short);
         // if it did, `Table::encode` refuses the dangling index instead of publishing it.
         let name = names
-            .push(l, Kind::Instance, vec![idx as u32])
+            .push(l, &rules.domain, Kind::Instance, vec![idx as u32], None)
             .unwrap_or(u32::MAX);
         records.push(Record {
             name,
@@ -394,6 +745,135 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
     }
 }
 
+/// The AND-names of one namespace.
+fn and_names(
+    names: &mut Names<'_>,
+    live: &[(&Ec2Instance, String)],
+    ns: Option<&str>,
+    suffix: &str,
+    aliases: &mut [Vec<u32>],
+) {
+    let rules = names.rules;
+    for n in &rules.names {
+        let members: Vec<u32> = live
+            .iter()
+            .enumerate()
+            .filter(|(_, (i, _))| {
+                i.namespace.as_deref() == ns
+                    && i.is_ready(rules)
+                    && n.conditions.iter().all(|c| c.check(i).is_ok())
+            })
+            .map(|(idx, _)| idx as u32)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let source = format!("[[name]] {:?}", n.name);
+        names.set(
+            &n.name,
+            suffix,
+            (Kind::Group, Kind::GroupNth),
+            &members,
+            aliases,
+            &source,
+            &source,
+        );
+    }
+}
+
+/// The names of one zone in one namespace; returns how many of its sets were published.
+fn zone_names(
+    names: &mut Names<'_>,
+    zone: &Zone,
+    live: &[(&Ec2Instance, String)],
+    ns: Option<&str>,
+    suffix: &str,
+    aliases: &mut [Vec<u32>],
+) -> usize {
+    let rules = names.rules;
+    let sets = zone_sets(zone, live, ns, rules, &mut names.problems);
+    let reserved = if zone.under.is_empty() {
+        reserved(rules, ns)
+    } else {
+        BTreeMap::new()
+    };
+    let at = |l: &str| {
+        if zone.under.is_empty() {
+            l.to_string()
+        } else {
+            format!("{l}.{}", zone.under)
+        }
+    };
+    let source = zone.describe();
+    let mut published = 0;
+    for (vlabel, raws) in &sets {
+        // Precedence among values giving one label: the exact label, then byte order.
+        let winner = raws
+            .keys()
+            .find(|r| **r == vlabel.as_str())
+            .or_else(|| raws.keys().next())
+            .copied()
+            .unwrap_or_default();
+        let prefix = at(vlabel);
+        for loser in raws.keys().filter(|r| **r != winner) {
+            names.problems.insert(Problem {
+                subject: zone.key.subject(loser),
+                reason: format!(
+                    "its name {prefix}.{suffix} is taken by {}",
+                    zone.key.subject(winner)
+                ),
+            });
+        }
+        let subject = zone.key.subject(winner);
+        if let Some(why) = reserved.get(vlabel.as_str()) {
+            names.problems.insert(Problem {
+                subject,
+                reason: format!("its name {prefix}.{suffix} is reserved ({why})"),
+            });
+            continue;
+        }
+        let full = format!("{prefix}.{suffix}");
+        if names.claimed.get(&full).map(String::as_str) == Some("an instance id") {
+            names.problems.insert(Problem {
+                subject,
+                reason: format!("its name {full} is an instance id"),
+            });
+            continue;
+        }
+        let members = &raws[winner];
+        if !names.set(
+            &prefix,
+            suffix,
+            (Kind::Group, Kind::GroupNth),
+            members,
+            aliases,
+            &subject,
+            &source,
+        ) {
+            continue;
+        }
+        published += 1;
+        if !zone.services {
+            continue;
+        }
+        let services = service_sets(members, live, rules, &mut names.problems);
+        for (skey, smembers) in &services {
+            let sprefix = format!("{skey}.{prefix}");
+            let ssubject = format!("service {skey:?} of {subject}");
+            names.set(
+                &sprefix,
+                suffix,
+                (Kind::Service, Kind::ServiceNth),
+                smembers,
+                aliases,
+                &ssubject,
+                &source,
+            );
+        }
+    }
+    published
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,8 +889,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             private_ipv4: Some(ip.into()),
-            public_ipv4: None,
-            ipv6: vec![],
+            ..Default::default()
         }
     }
 
@@ -636,5 +1115,206 @@ mod tests {
         );
         assert_eq!(b.table.instances[0].v4, Some([10, 0, 0, 1]));
         assert_eq!(b.problems.len(), 1);
+    }
+
+    fn zoned(i: Ec2Instance, az: &str, vpc: &str, region: &str, ns: Option<&str>) -> Ec2Instance {
+        Ec2Instance {
+            az: az.into(),
+            vpc: vpc.into(),
+            region: region.into(),
+            namespace: ns.map(str::to_string),
+            ..i
+        }
+    }
+
+    fn zone(key: &str, under: &str, services: bool) -> Zone {
+        Zone {
+            key: ZoneKey::parse(key).unwrap(),
+            under: under.into(),
+            services,
+        }
+    }
+
+    fn two_account_fleet() -> Vec<Ec2Instance> {
+        vec![
+            zoned(
+                inst(
+                    "i-1",
+                    1,
+                    &["web"],
+                    &[
+                        ("Name", "Web 01"),
+                        ("team", "search"),
+                        ("env", "prod"),
+                        ("services", "api"),
+                    ],
+                    [10, 0, 0, 1],
+                ),
+                "us-east-1a",
+                "vpc-1",
+                "us-east-1",
+                None,
+            ),
+            zoned(
+                inst(
+                    "i-2",
+                    2,
+                    &["web"],
+                    &[("Name", "web-02"), ("team", "search"), ("env", "staging")],
+                    [10, 0, 0, 2],
+                ),
+                "us-east-1b",
+                "vpc-1",
+                "us-east-1",
+                None,
+            ),
+            zoned(
+                inst(
+                    "i-3",
+                    3,
+                    &["web"],
+                    &[("Name", "web-03"), ("env", "prod"), (ASG_TAG, "web-asg")],
+                    [10, 0, 1, 3],
+                ),
+                "eu-west-1a",
+                "vpc-9",
+                "eu-west-1",
+                Some("prod"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn zones_by_tag_az_region_and_asg() {
+        let rules = Rules {
+            zones: vec![
+                Zone::default_zone(),
+                zone("tag:Name", "name", false),
+                zone("az", "az", false),
+                zone("region", "region", false),
+                zone("tag:team", "", true),
+                zone("asg", "asg", false),
+                zone("vpc", "vpc", false),
+            ],
+            ..Rules::default()
+        };
+        // Both accounts unlabelled.
+        let fleet: Vec<_> = two_account_fleet()
+            .into_iter()
+            .map(|i| Ec2Instance {
+                namespace: None,
+                ..i
+            })
+            .collect();
+        let b = build(&fleet, &rules);
+        let ids = |v: &[&str]| v.iter().map(|s| format!("{s}.ec2")).collect::<Vec<_>>();
+        assert_eq!(lookup(&b, "web-01.name.ec2").unwrap(), ids(&["i-1"]));
+        assert_eq!(lookup(&b, "1.web-02.name.ec2").unwrap(), ids(&["i-2"]));
+        assert_eq!(lookup(&b, "us-east-1b.az.ec2").unwrap(), ids(&["i-2"]));
+        assert_eq!(
+            lookup(&b, "us-east-1.region.ec2").unwrap(),
+            ids(&["i-1", "i-2"])
+        );
+        assert_eq!(lookup(&b, "search.ec2").unwrap(), ids(&["i-1", "i-2"]));
+        assert_eq!(lookup(&b, "api.search.ec2").unwrap(), ids(&["i-1"]));
+        assert_eq!(lookup(&b, "web-asg.asg.ec2").unwrap(), ids(&["i-3"]));
+        assert_eq!(lookup(&b, "vpc-9.vpc.ec2").unwrap(), ids(&["i-3"]));
+        // No account labels: every instance merges into one namespace.
+        assert_eq!(lookup(&b, "web.ec2").unwrap(), ids(&["i-1", "i-2", "i-3"]));
+        assert!(lookup(&b, "name.ec2").is_none());
+        assert!(b.problems.is_empty(), "{:?}", b.problems);
+    }
+
+    #[test]
+    fn and_names_and_labelled_accounts() {
+        let rules = Rules {
+            zones: vec![Zone::default_zone(), zone("tag:Name", "name", false)],
+            names: vec![AndName {
+                name: "web.prod".into(),
+                conditions: vec![
+                    Condition::parse("tag:env=prod").unwrap(),
+                    Condition::parse("security-group=web").unwrap(),
+                    Condition::parse("tag:Name").unwrap(),
+                ],
+            }],
+            account_labels: vec!["prod".into()],
+            ..Rules::default()
+        };
+        let b = build(&two_account_fleet(), &rules);
+        let ids = |v: &[&str]| v.iter().map(|s| format!("{s}.ec2")).collect::<Vec<_>>();
+        // The unlabelled account at the top, the labelled one under prod.ec2 only.
+        assert_eq!(lookup(&b, "web.ec2").unwrap(), ids(&["i-1", "i-2"]));
+        assert_eq!(lookup(&b, "web.prod.ec2").unwrap(), ids(&["i-1"]));
+        assert_eq!(lookup(&b, "web.prod.prod.ec2").unwrap(), ids(&["i-3"]));
+        assert_eq!(lookup(&b, "web.prod.ec2").unwrap(), ids(&["i-1"]));
+        assert_eq!(lookup(&b, "1.web-03.name.prod.ec2").unwrap(), ids(&["i-3"]));
+        assert!(lookup(&b, "web-03.name.ec2").is_none());
+        // Instance names stay at the top for every account.
+        assert_eq!(lookup(&b, "i-3.ec2").unwrap(), ids(&["i-3"]));
+        assert!(lookup(&b, "i-3.prod.ec2").is_none());
+        assert_eq!(
+            Condition::parse("tag:env=prod")
+                .unwrap()
+                .check(&two_account_fleet()[1]),
+            Err("env=staging".into())
+        );
+    }
+
+    #[test]
+    fn precedence_and_reserved_labels_are_reported_once() {
+        let fleet = vec![
+            inst(
+                "i-1",
+                1,
+                &["web", "name", "prod", "i-2"],
+                &[("Name", "web")],
+                [10, 0, 0, 1],
+            ),
+            inst("i-2", 2, &["db"], &[("Name", "db")], [10, 0, 0, 2]),
+        ];
+        let rules = Rules {
+            zones: vec![
+                Zone::default_zone(),
+                zone("tag:Name", "", false),
+                zone("tag:Name", "name", false),
+            ],
+            names: vec![AndName {
+                name: "db".into(),
+                conditions: vec![Condition::parse("security-group=web").unwrap()],
+            }],
+            account_labels: vec!["prod".into()],
+            ..Rules::default()
+        };
+        let b = build(&fleet, &rules);
+        let ids = |v: &[&str]| v.iter().map(|s| format!("{s}.ec2")).collect::<Vec<_>>();
+        // [[name]] db beats the zones' db.
+        assert_eq!(lookup(&b, "db.ec2").unwrap(), ids(&["i-1"]));
+        // The security-group zone (first) beats the tag:Name zone for web.ec2.
+        assert_eq!(lookup(&b, "web.ec2").unwrap(), ids(&["i-1"]));
+        assert!(
+            lookup(&b, "name.ec2").is_none(),
+            "reserved: a zone's under label"
+        );
+        assert!(
+            lookup(&b, "prod.ec2").is_none(),
+            "reserved: an account label"
+        );
+        assert_eq!(lookup(&b, "web.name.ec2").unwrap(), ids(&["i-1"]));
+        let text: Vec<String> = b
+            .problems
+            .iter()
+            .map(|p| format!("{}: {}", p.subject, p.reason))
+            .collect();
+        for want in [
+            "group \"db\": its name db.ec2 is taken by [[name]] \"db\"",
+            "group \"name\": its name name.ec2 is reserved (a zone's `under` label)",
+            "group \"prod\": its name prod.ec2 is reserved (an account label)",
+            "group \"i-2\": its name i-2.ec2 is an instance id",
+            "tag:Name value \"db\": its name db.ec2 is taken by [[name]] \"db\"",
+            "tag:Name value \"web\": its name web.ec2 is taken by zone security-group",
+        ] {
+            assert!(text.iter().any(|t| t == want), "{want}\n{text:#?}");
+        }
+        assert_eq!(text.len(), 6, "{text:#?}");
     }
 }

@@ -55,7 +55,11 @@ fn fleet() -> Vec<Ec2Instance> {
         if next() % 5 == 0 {
             tags.push(("role".into(), "web".into()));
         }
-        let state = if next() % 9 == 0 { "stopped" } else { "running" };
+        let state = if next() % 9 == 0 {
+            "stopped"
+        } else {
+            "running"
+        };
         out.push(Ec2Instance {
             id: format!("i-{n:017x}"),
             state: state.into(),
@@ -127,6 +131,7 @@ fn configs() -> Vec<(&'static str, Rules)> {
                 service_tag: "services".into(),
                 address: AddressChoice::Public,
                 security_groups: Some(vec!["tphon".into(), "web-front".into(), "a.b".into()]),
+                ..base.clone()
             },
         ),
     ]

@@ -43,6 +43,7 @@ fn instance() -> impl Strategy<Value = Ec2Instance> {
                 private_ipv4: Some(Ipv4Addr::from(ip)),
                 public_ipv4: None,
                 ipv6: v6.map(Ipv6Addr::from).into_iter().collect(),
+                ..Default::default()
             },
         )
 }
