@@ -1,7 +1,7 @@
 //! `/etc/ec2cached.toml`: reading, checking, and one-line errors that name the file and the key.
 
 use crate::one_line;
-use nss_ec2_snapshot::fleet::{label, AddressChoice, Rules};
+use nss_ec2_snapshot::fleet::{label, AddressChoice, AndName, Condition, Rules, Zone, ZoneKey};
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -49,6 +49,64 @@ struct Raw {
     publish: Option<RawPublish>,
     follow: Option<RawFollow>,
     metrics: Option<RawMetrics>,
+    zone: Option<Vec<RawZone>>,
+    name: Option<Vec<RawName>>,
+    account: Option<Vec<RawAccount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZone {
+    key: String,
+    under: Option<String>,
+    services: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawName {
+    name: String,
+    #[serde(rename = "match")]
+    conditions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    regions: Option<Vec<String>>,
+    label: Option<String>,
+}
+
+/// One `[[account]]`: whose instances to read, where, and under which label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// The role to assume with the host's credentials; `None`: the host's own account.
+    pub role_arn: Option<String>,
+    /// `ExternalId` of the AssumeRole call.
+    pub external_id: Option<String>,
+    /// Its regions (the top-level `regions` when it lists none; empty: the SDK's region).
+    pub regions: Vec<String>,
+    /// Its names live under `label.D` instead of the top.
+    pub label: Option<String>,
+}
+
+impl Account {
+    /// How messages name it: `account 111122223333 (prod)`, `the host's account`.
+    pub fn describe(&self) -> String {
+        let id = self
+            .role_arn
+            .as_deref()
+            .and_then(|a| a.split(':').nth(4))
+            .filter(|id| !id.is_empty());
+        match (id, &self.label) {
+            (Some(id), Some(l)) => format!("account {id} ({l})"),
+            (Some(id), None) => format!("account {id}"),
+            (None, Some(l)) => format!("the host's account ({l})"),
+            (None, None) => "the host's account".into(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -172,6 +230,8 @@ pub struct Config {
     pub follow: Option<Follow>,
     /// `[metrics] textfile`: where Prometheus metrics are written after every poll or check.
     pub metrics_textfile: Option<PathBuf>,
+    /// `[[account]]`; empty: the host's own credentials, as before accounts existed.
+    pub accounts: Vec<Account>,
 }
 
 impl Config {
@@ -284,7 +344,7 @@ impl Config {
         }
         if raw.follow.is_some() {
             // A follower's names, regions and max_age are the poller's, carried in the snapshot.
-            const POLLER_ONLY: [&str; 8] = [
+            const POLLER_ONLY: [&str; 11] = [
                 "regions",
                 "max_age",
                 "api_timeout",
@@ -293,6 +353,9 @@ impl Config {
                 "service_tag",
                 "address",
                 "publish",
+                "zone",
+                "name",
+                "account",
             ];
             if let Some(k) = POLLER_ONLY
                 .iter()
@@ -421,6 +484,167 @@ impl Config {
                 Some(t)
             }
         };
+        let zones = match raw.zone {
+            None => vec![Zone::default_zone()],
+            Some(list) => {
+                let mut zones = Vec::new();
+                for (i, z) in list.into_iter().enumerate() {
+                    let at = |k: &str| format!("zone[{i}].{k}");
+                    let key = ZoneKey::parse(&z.key).map_err(|e| err(Some(&at("key")), e))?;
+                    let under = z.under.unwrap_or_default().to_ascii_lowercase();
+                    if !under.is_empty()
+                        && (label(&under).as_deref() != Ok(under.as_str())
+                            || under.bytes().all(|b| b.is_ascii_digit()))
+                    {
+                        return Err(err(
+                            Some(&at("under")),
+                            format!(
+                                "{under:?} is not one name label ([a-z0-9-], 1 to 63, not all \
+                                 digits), or \"\" for the top"
+                            ),
+                        ));
+                    }
+                    zones.push(Zone {
+                        key,
+                        under,
+                        services: z.services.unwrap_or(false),
+                    });
+                }
+                zones
+            }
+        };
+        let mut names = Vec::new();
+        for (i, n) in raw.name.unwrap_or_default().into_iter().enumerate() {
+            let at = |k: &str| format!("name[{i}].{k}");
+            let name = n.name.trim_end_matches('.').to_ascii_lowercase();
+            let labels: Vec<&str> = name.split('.').collect();
+            if name.is_empty() || labels.iter().any(|l| label(l).as_deref() != Ok(*l)) {
+                return Err(err(
+                    Some(&at("name")),
+                    format!(
+                        "{:?} is not name labels ([a-z0-9-], 1 to 63 each) joined by dots",
+                        n.name
+                    ),
+                ));
+            }
+            if labels[0].bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err(
+                    Some(&at("name")),
+                    format!(
+                        "{:?} starts with an all-digit label: it would clash with numbered names",
+                        n.name
+                    ),
+                ));
+            }
+            if n.conditions.is_empty() {
+                return Err(err(
+                    Some(&at("match")),
+                    "must list at least one condition".into(),
+                ));
+            }
+            let mut conditions = Vec::new();
+            for (k, c) in n.conditions.iter().enumerate() {
+                conditions.push(
+                    Condition::parse(c)
+                        .map_err(|e| err(Some(&format!("name[{i}].match[{k}]")), e))?,
+                );
+            }
+            names.push(AndName { name, conditions });
+        }
+        let mut accounts = Vec::new();
+        for (i, a) in raw.account.unwrap_or_default().into_iter().enumerate() {
+            let at = |k: &str| format!("account[{i}].{k}");
+            if let Some(arn) = &a.role_arn {
+                let parts: Vec<&str> = arn.split(':').collect();
+                if parts.len() != 6
+                    || parts[0] != "arn"
+                    || parts[2] != "iam"
+                    || parts[4].is_empty()
+                    || !parts[5].starts_with("role/")
+                {
+                    return Err(err(
+                        Some(&at("role_arn")),
+                        format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                    ));
+                }
+            }
+            if a.external_id.is_some() && a.role_arn.is_none() {
+                return Err(err(
+                    Some(&at("external_id")),
+                    "needs role_arn: the host's own account is not assumed".into(),
+                ));
+            }
+            let regions = match a.regions {
+                Some(r) if r.is_empty() => {
+                    return Err(err(Some(&at("regions")), "must not be empty".into()))
+                }
+                Some(r) => r,
+                None => regions.clone(),
+            };
+            if let Some(r) = regions
+                .iter()
+                .find(|r| r.is_empty() || r.contains(char::is_whitespace))
+            {
+                return Err(err(
+                    Some(&at("regions")),
+                    format!("{r:?} is not a region name"),
+                ));
+            }
+            let label_ = match a.label {
+                None => None,
+                Some(l) => {
+                    let l = l.to_ascii_lowercase();
+                    if label(&l).as_deref() != Ok(l.as_str())
+                        || l.bytes().all(|b| b.is_ascii_digit())
+                    {
+                        return Err(err(
+                            Some(&at("label")),
+                            format!(
+                                "{l:?} is not one name label ([a-z0-9-], 1 to 63, not all digits)"
+                            ),
+                        ));
+                    }
+                    if zones.iter().any(|z| z.under == l) {
+                        return Err(err(
+                            Some(&at("label")),
+                            format!("{l:?} is also a zone's `under`: one of them must change"),
+                        ));
+                    }
+                    Some(l)
+                }
+            };
+            let account = Account {
+                role_arn: a.role_arn,
+                external_id: a.external_id,
+                regions,
+                label: label_,
+            };
+            if let Some(l) = &account.label {
+                if accounts
+                    .iter()
+                    .any(|o: &Account| o.label.as_ref() == Some(l))
+                {
+                    return Err(err(
+                        Some(&at("label")),
+                        format!("{l:?} labels two accounts"),
+                    ));
+                }
+            }
+            if accounts.iter().any(|o: &Account| {
+                o.role_arn == account.role_arn
+                    && o.regions.iter().any(|r| account.regions.contains(r))
+            }) {
+                return Err(err(
+                    None,
+                    format!(
+                        "[[account]] {i}: {} is listed twice for a region: its instances would \
+                         be read twice",
+                        account.describe()
+                    ),
+                ));
+            }
+            accounts.push(account);
+        }
         Ok(Config {
             file: file.to_path_buf(),
             snapshot,
@@ -437,10 +661,14 @@ impl Config {
                     _ => AddressChoice::Private,
                 },
                 security_groups: raw.security_groups,
+                zones,
+                names,
+                account_labels: accounts.iter().filter_map(|a| a.label.clone()).collect(),
             },
             publish,
             follow,
             metrics_textfile,
+            accounts,
         })
     }
 }

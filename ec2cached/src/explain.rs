@@ -1,7 +1,8 @@
-//! `ec2cached explain NAME|INSTANCE-ID`: why an instance is or is not behind a name.
+//! `ec2cached explain NAME|INSTANCE-ID`: why an instance is or is not behind a name, with the
+//! rules of the snapshot crate (`fleet.rs`) that `refresh` publishes with.
 
 use crate::config::Config;
-use nss_ec2_snapshot::fleet::{build, label, service_key, Ec2Instance};
+use nss_ec2_snapshot::fleet::{build, label, readiness, service_key, Ec2Instance, Readiness, Zone};
 use std::fmt::Write;
 
 fn addr(i: &Ec2Instance, cfg: &Config) -> String {
@@ -14,24 +15,98 @@ fn addr(i: &Ec2Instance, cfg: &Config) -> String {
     }
 }
 
-fn readiness(i: &Ec2Instance, cfg: &Config) -> String {
-    if !i.is_live() {
-        return format!("not live (state {:?})", i.state);
+fn ready_text(i: &Ec2Instance, cfg: &Config) -> String {
+    match readiness(i, &cfg.rules) {
+        Readiness::NotLive(w) | Readiness::NotReady(w) | Readiness::Ready(w) => w,
     }
-    match &cfg.rules.ready_tag {
-        None => "ready (no ready_tag configured)".into(),
-        Some((k, v)) => match i.tags.iter().find(|(tk, _)| tk == k) {
-            Some((_, tv)) if tv == v => format!("ready ({k}={v})"),
-            Some((_, tv)) => format!("live but not ready: {k}={tv:?}, wants {v:?}"),
-            None => format!("live but not ready: no {k} tag, wants {k}={v}"),
-        },
+}
+
+/// Where an instance's names live: `D`, or `label.D` for a labelled account.
+fn suffix_of(i: &Ec2Instance, cfg: &Config) -> String {
+    cfg.rules.suffix(i.namespace.as_deref())
+}
+
+/// `V[.under]` of a zone.
+fn at(zone: &Zone, vlabel: &str) -> String {
+    if zone.under.is_empty() {
+        vlabel.to_string()
+    } else {
+        format!("{vlabel}.{}", zone.under)
+    }
+}
+
+/// What one instance is in, source by source.
+fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance) {
+    let rules = &cfg.rules;
+    let suffix = suffix_of(i, cfg);
+    let _ = writeln!(out, "instance {}: {}", i.id, ready_text(i, cfg));
+    let _ = writeln!(out, "  address: {}", addr(i, cfg));
+    if let Some(l) = &i.namespace {
+        let _ = writeln!(out, "  account label {l:?}: its names end in .{suffix}");
+    }
+    for n in &rules.names {
+        let fails: Vec<String> = n
+            .conditions
+            .iter()
+            .filter_map(|c| {
+                c.check(i)
+                    .err()
+                    .map(|why| format!("condition {} fails: {why}", c.text()))
+            })
+            .collect();
+        let note = if fails.is_empty() {
+            format!("every condition holds: {}.{suffix}", n.name)
+        } else {
+            fails.join("; ")
+        };
+        let _ = writeln!(out, "  [[name]] {:?}: {note}", n.name);
+    }
+    for z in &rules.zones {
+        let all = z.key.values(i);
+        if all.is_empty() {
+            let _ = writeln!(out, "  not in {}: {}", z.describe(), missing_value(z));
+            continue;
+        }
+        for v in all {
+            let note = match label(v) {
+                _ if !i.zone_values(z, rules).contains(&v) => "not in security_groups".to_string(),
+                Ok(l) => format!("{}.{suffix}", at(z, &l)),
+                Err(e) => format!("not published: {e}"),
+            };
+            // Today's one zone reads as it always did: `group "tphon": tphon.ec2`.
+            if *z == Zone::default_zone() {
+                let _ = writeln!(out, "  {}: {note}", z.key_subject(v));
+            } else {
+                let _ = writeln!(out, "  {} {}: {note}", z.describe(), z.key_subject(v));
+            }
+        }
+    }
+    if rules.zones.iter().any(|z| z.services) {
+        for s in i.services(rules) {
+            let note = service_key(s).unwrap_or_else(|e| format!("not published: {e}"));
+            let _ = writeln!(out, "  service {s:?}: {note}");
+        }
+    }
+}
+
+/// Why an instance has no value for a zone's key.
+fn missing_value(z: &Zone) -> String {
+    use nss_ec2_snapshot::fleet::ZoneKey;
+    match &z.key {
+        ZoneKey::SecurityGroup => "no security group".into(),
+        ZoneKey::Tag(k) => format!("no {k} tag"),
+        ZoneKey::Asg => "not launched by an Auto Scaling group".into(),
+        ZoneKey::Az => "no availability zone in the API's answer".into(),
+        ZoneKey::Vpc => "no VPC".into(),
+        ZoneKey::Region => "no region".into(),
     }
 }
 
 /// Explains `query` against a fleet; returns the report and whether the name resolves.
 pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String, bool) {
-    let built = build(instances, &cfg.rules);
-    let d = &cfg.rules.domain;
+    let rules = &cfg.rules;
+    let built = build(instances, rules);
+    let d = &rules.domain;
     let q = query.trim_end_matches('.').to_ascii_lowercase();
     let mut out = String::new();
     let find_name = |n: &str| built.table.names.iter().find(|x| x.name == n);
@@ -46,25 +121,7 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
     // An instance id, bare or as I.D.
     let bare = q.strip_suffix(&format!(".{d}")).unwrap_or(&q);
     if let Some(i) = instances.iter().find(|i| i.id.eq_ignore_ascii_case(bare)) {
-        let _ = writeln!(out, "instance {}: {}", i.id, readiness(i, cfg));
-        let _ = writeln!(out, "  address: {}", addr(i, cfg));
-        for g in &i.groups {
-            let wanted = cfg
-                .rules
-                .security_groups
-                .as_ref()
-                .is_none_or(|w| w.contains(g));
-            let note = match label(g) {
-                _ if !wanted => "not in security_groups".to_string(),
-                Ok(l) => format!("{l}.{d}"),
-                Err(e) => format!("not published: {e}"),
-            };
-            let _ = writeln!(out, "  group {g:?}: {note}");
-        }
-        for s in i.services(&cfg.rules) {
-            let note = service_key(s).unwrap_or_else(|e| format!("not published: {e}"));
-            let _ = writeln!(out, "  service {s:?}: {note}");
-        }
+        instance_report(&mut out, cfg, i);
         let idx = built
             .table
             .names
@@ -113,55 +170,116 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
         );
         return (out, false);
     };
-    let labels: Vec<&str> = prefix.split('.').collect();
-    let glabel = labels[labels.len() - 1];
-    let mut rest = &labels[..labels.len() - 1];
-    let nth = rest.first().and_then(|l| l.parse::<usize>().ok());
-    if nth.is_some() {
-        rest = &rest[1..];
-    }
-    let service = rest.join(".");
     let _ = writeln!(out, "{q}: no such name");
     for p in built
         .problems
         .iter()
-        .filter(|p| p.reason.contains(&format!("{glabel}.{d}")))
+        .filter(|p| p.reason.contains(&format!(" {q} ")) || p.reason.ends_with(&format!(" {q}")))
     {
         let _ = writeln!(out, "  {}: {}", p.subject, p.reason);
     }
+    // Which account namespace: `…label.D` for a labelled account, else the top.
+    let (ns, rest) = match prefix.rsplit_once('.') {
+        Some((r, l)) if rules.account_labels.iter().any(|a| a == l) => (Some(l), r),
+        _ => (None, prefix),
+    };
+    let in_ns = |i: &&Ec2Instance| i.namespace.as_deref() == ns && i.is_live();
     let mut any = false;
-    for i in instances {
-        let in_group = i.groups.iter().any(|g| label(g).as_deref() == Ok(glabel));
-        if !in_group {
+    // [[name]] entries: `name` or `N.name`.
+    for n in &rules.names {
+        let nth = rest
+            .strip_suffix(&format!(".{}", n.name))
+            .and_then(|p| p.parse::<usize>().ok());
+        if rest != n.name && nth.is_none() {
             continue;
         }
         any = true;
-        let mut why = vec![readiness(i, cfg)];
-        if !service.is_empty() {
-            let lists = i
-                .services(&cfg.rules)
-                .any(|s| service_key(s).as_deref() == Ok(service.as_str()));
-            why.push(if lists {
-                format!("lists {service}")
-            } else {
-                format!("its {} tag does not list {service}", cfg.rules.service_tag)
-            });
+        let _ = writeln!(out, "  [[name]] {:?} (every condition must hold):", n.name);
+        for i in instances.iter().filter(in_ns) {
+            let mut why = vec![ready_text(i, cfg)];
+            for c in &n.conditions {
+                why.push(match c.check(i) {
+                    Ok(()) => format!("{} holds", c.text()),
+                    Err(w) => format!("condition {} fails: {w}", c.text()),
+                });
+            }
+            let _ = writeln!(out, "    {}: {}", i.id, why.join("; "));
         }
-        let _ = writeln!(out, "  {}: {}", i.id, why.join("; "));
     }
-    if let (Some(n), true) = (nth, any) {
-        let set = if service.is_empty() {
-            format!("{glabel}.{d}")
+    // Zones: `[N.][S.]V[.under]`.
+    for z in &rules.zones {
+        let body = if z.under.is_empty() {
+            Some(rest)
         } else {
-            format!("{service}.{glabel}.{d}")
+            rest.strip_suffix(&format!(".{}", z.under))
         };
-        let size = find_name(&set).map_or(0, |x| x.members.len());
-        let _ = writeln!(out, "  {set} has {size} instance(s); #{n} does not exist");
+        let Some(body) = body else { continue };
+        let labels: Vec<&str> = body.split('.').collect();
+        let vlabel = labels[labels.len() - 1];
+        let mut more = &labels[..labels.len() - 1];
+        let nth = more.first().and_then(|l| l.parse::<usize>().ok());
+        if nth.is_some() {
+            more = &more[1..];
+        }
+        let service = more.join(".");
+        if !service.is_empty() && !z.services {
+            continue;
+        }
+        let members: Vec<&Ec2Instance> = instances
+            .iter()
+            .filter(in_ns)
+            .filter(|i| {
+                z.key
+                    .values(i)
+                    .iter()
+                    .any(|v| label(v).as_deref() == Ok(vlabel))
+            })
+            .collect();
+        if members.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {}: no live instance has a value named like {vlabel:?}",
+                z.describe()
+            );
+            continue;
+        }
+        any = true;
+        let _ = writeln!(out, "  {} value {vlabel:?}:", z.describe());
+        for i in members {
+            let mut why = vec![ready_text(i, cfg)];
+            if !i
+                .zone_values(z, rules)
+                .iter()
+                .any(|v| label(v).as_deref() == Ok(vlabel))
+            {
+                why.push("its group is not in security_groups".into());
+            }
+            if !service.is_empty() {
+                let lists = i
+                    .services(rules)
+                    .any(|s| service_key(s).as_deref() == Ok(service.as_str()));
+                why.push(if lists {
+                    format!("lists {service}")
+                } else {
+                    format!("its {} tag does not list {service}", rules.service_tag)
+                });
+            }
+            let _ = writeln!(out, "    {}: {}", i.id, why.join("; "));
+        }
+        if let Some(n) = nth {
+            let set = if service.is_empty() {
+                format!("{}.{}", at(z, vlabel), rules.suffix(ns))
+            } else {
+                format!("{service}.{}.{}", at(z, vlabel), rules.suffix(ns))
+            };
+            let size = find_name(&set).map_or(0, |x| x.members.len());
+            let _ = writeln!(out, "    {set} has {size} instance(s); #{n} does not exist");
+        }
     }
     if !any {
         let _ = writeln!(
             out,
-            "  no instance is in a security group named like {glabel:?}"
+            "  no zone or [[name]] of this config gives a name like {q:?} to a live instance"
         );
     }
     (out, false)

@@ -7,6 +7,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::config::interceptors::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
@@ -223,58 +224,112 @@ pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
         .build()
 }
 
-/// A poller's EC2 clients, built once and kept for the daemon's life: one per region, all from
-/// one SDK config, so they share one credentials cache (credentials are fetched from IMDS or STS
-/// again only when they near expiry, not at every sweep) and one connection pool (no new TLS
-/// handshake per sweep).
+/// A poller's EC2 clients, built once and kept for the daemon's life: one per account and
+/// region, all from one SDK config, so they share one credentials cache (credentials are fetched
+/// from IMDS or STS again only when they near expiry, not at every sweep; an assumed role once
+/// per account) and one connection pool (no new TLS handshake per sweep).
 #[derive(Debug)]
 pub struct Source {
-    clients: Vec<(String, aws_sdk_ec2::Client)>,
+    targets: Vec<Target>,
     /// Response bytes, counted by [`ResponseCheck`].
     bytes: Arc<AtomicU64>,
     /// The endpoint of the last request signed, for messages.
     endpoint: Arc<Mutex<String>>,
 }
 
+/// One account in one region.
+#[derive(Debug)]
+struct Target {
+    /// `account 111122223333 (prod), ` or "" without `[[account]]` (messages as before).
+    account: String,
+    region: String,
+    /// The account's label: its names live under `label.D`.
+    namespace: Option<String>,
+    client: aws_sdk_ec2::Client,
+}
+
 impl Source {
     /// Loads the SDK config (credentials chain, region chain, endpoint) and builds a client for
-    /// every region. Fails only when no region can be found: the caller tries again at the next
-    /// sweep (the region may come from IMDS, which may not answer yet at boot).
+    /// every account and region. Fails only when no region can be found: the caller tries again
+    /// at the next sweep (the region may come from IMDS, which may not answer yet at boot).
     pub async fn new(cfg: &Config) -> Result<Source, Failed> {
         let base = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(timeouts(cfg.api_timeout))
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .load()
             .await;
-        let regions: Vec<String> =
-            if cfg.regions.is_empty() {
-                match base.region() {
-                    Some(r) => vec![r.to_string()],
-                    None => return Err(Failed::new(
-                        Reason::Config,
-                        "no region: set `regions` in the config, AWS_REGION, or a profile region",
-                    )),
-                }
+        let host_region = || {
+            base.region().map(|r| vec![r.to_string()]).ok_or_else(|| {
+                Failed::new(
+                    Reason::Config,
+                    "no region: set `regions` in the config, AWS_REGION, or a profile region",
+                )
+            })
+        };
+        let bytes = Arc::new(AtomicU64::new(0));
+        let endpoint = Arc::new(Mutex::new(String::new()));
+        let client = |region: &str, creds: Option<SharedCredentialsProvider>| {
+            let mut conf = aws_sdk_ec2::config::Builder::from(&base)
+                .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+                .interceptor(ResponseCheck {
+                    bytes: Arc::clone(&bytes),
+                    endpoint: Arc::clone(&endpoint),
+                });
+            if let Some(c) = creds {
+                conf = conf.credentials_provider(c);
+            }
+            aws_sdk_ec2::Client::from_conf(conf.build())
+        };
+        let mut targets = Vec::new();
+        if cfg.accounts.is_empty() {
+            let regions = if cfg.regions.is_empty() {
+                host_region()?
             } else {
                 cfg.regions.clone()
             };
-        let bytes = Arc::new(AtomicU64::new(0));
-        let endpoint = Arc::new(Mutex::new(String::new()));
-        let clients = regions
-            .into_iter()
-            .map(|region| {
-                let conf = aws_sdk_ec2::config::Builder::from(&base)
-                    .region(aws_sdk_ec2::config::Region::new(region.clone()))
-                    .interceptor(ResponseCheck {
-                        bytes: Arc::clone(&bytes),
-                        endpoint: Arc::clone(&endpoint),
-                    })
-                    .build();
-                (region, aws_sdk_ec2::Client::from_conf(conf))
-            })
-            .collect();
+            for region in regions {
+                targets.push(Target {
+                    account: String::new(),
+                    client: client(&region, None),
+                    region,
+                    namespace: None,
+                });
+            }
+        }
+        for a in &cfg.accounts {
+            let regions = if a.regions.is_empty() {
+                host_region()?
+            } else {
+                a.regions.clone()
+            };
+            // One provider per account, shared by its regions' clients: one AssumeRole per
+            // credential lifetime, whatever the number of regions and sweeps.
+            let creds = match &a.role_arn {
+                None => None,
+                Some(arn) => {
+                    let mut b = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
+                        .session_name("ec2cached")
+                        .configure(&base);
+                    if let Some(id) = &a.external_id {
+                        b = b.external_id(id.clone());
+                    }
+                    if base.region().is_none() {
+                        b = b.region(aws_config::Region::new(regions[0].clone()));
+                    }
+                    Some(SharedCredentialsProvider::new(b.build().await))
+                }
+            };
+            for region in regions {
+                targets.push(Target {
+                    account: format!("{}, ", a.describe()),
+                    client: client(&region, creds.clone()),
+                    region,
+                    namespace: a.label.clone(),
+                });
+            }
+        }
         Ok(Source {
-            clients,
+            targets,
             bytes,
             endpoint,
         })
@@ -286,7 +341,8 @@ impl Source {
         let started = std::time::Instant::now();
         let mut sweep = Sweep::default();
         self.bytes.store(0, Ordering::Relaxed);
-        for (region, client) in &self.clients {
+        for t in &self.targets {
+            let (region, client) = (&t.region, &t.client);
             // A failure before this region's first request is signed must not name another's.
             if let Ok(mut e) = self.endpoint.lock() {
                 e.clear();
@@ -316,7 +372,7 @@ impl Source {
             loop {
                 page_no += 1;
                 sweep.requests += 1;
-                let where_ = format!("DescribeInstances in {region}, page {page_no}");
+                let where_ = format!("DescribeInstances in {}{region}, page {page_no}", t.account);
                 let page = req
                     .clone()
                     .set_next_token(token.clone())
@@ -336,7 +392,10 @@ impl Source {
                     })?;
                 for r in page.reservations() {
                     for i in r.instances() {
-                        sweep.instances.push(from_sdk(i));
+                        let mut i = from_sdk(i);
+                        i.region = region.clone();
+                        i.namespace = t.namespace.clone();
+                        sweep.instances.push(i);
                     }
                 }
                 match page.next_token().filter(|t| !t.is_empty()) {
@@ -357,6 +416,7 @@ impl Source {
             }
             sweep.bytes = self.bytes.load(Ordering::Relaxed);
             tracing::debug!(
+                account = t.account,
                 region,
                 pages = page_no,
                 requests = sweep.requests,
@@ -580,6 +640,13 @@ fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Ec2Instance {
                     .collect()
             })
             .unwrap_or_default(),
+        az: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or_default()
+            .to_string(),
+        vpc: i.vpc_id().unwrap_or_default().to_string(),
+        ..Ec2Instance::default()
     }
 }
 
@@ -616,6 +683,17 @@ struct JsonInstance {
     public_ip_address: Option<String>,
     #[serde(default)]
     network_interfaces: Vec<JsonInterface>,
+    #[serde(default)]
+    placement: Option<JsonPlacement>,
+    #[serde(default)]
+    vpc_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonPlacement {
+    #[serde(default)]
+    availability_zone: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -734,7 +812,13 @@ pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
                 private_ipv4: v4(i.private_ip_address.clone(), "PrivateIpAddress")?,
                 public_ipv4: v4(i.public_ip_address.clone(), "PublicIpAddress")?,
                 ipv6,
+                az: i
+                    .placement
+                    .and_then(|p| p.availability_zone)
+                    .unwrap_or_default(),
+                vpc: i.vpc_id.unwrap_or_default(),
                 id: i.instance_id,
+                ..Ec2Instance::default()
             });
         }
     }
@@ -746,14 +830,18 @@ pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
     let started = std::time::Instant::now();
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut instances = parse_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    instances.retain(|i| {
-        i.is_live()
-            && cfg
-                .rules
-                .security_groups
-                .as_ref()
-                .is_none_or(|w| i.groups.iter().any(|g| w.contains(g)))
-    });
+    instances.retain(|i| cfg.rules.in_sweep(i));
+    // The file does not say which region it came from: the configured one when there is one,
+    // else the zone's (us-east-1a is in us-east-1).
+    for i in &mut instances {
+        i.region = match &cfg.regions[..] {
+            [one] => one.clone(),
+            _ => {
+                i.az.trim_end_matches(|c: char| c.is_ascii_lowercase())
+                    .to_string()
+            }
+        };
+    }
     Ok(Sweep {
         instances,
         requests: 0,

@@ -99,7 +99,7 @@ impl ZoneKey {
     }
 
     /// How a value of this key is named in messages: `group "tphon"`, `tag:Name value "web 1"`.
-    fn subject(&self, raw: &str) -> String {
+    pub fn subject(&self, raw: &str) -> String {
         match self {
             ZoneKey::SecurityGroup => format!("group {raw:?}"),
             k => format!("{} value {raw:?}", k.text()),
@@ -126,6 +126,11 @@ impl Zone {
             under: String::new(),
             services: true,
         }
+    }
+
+    /// `group "tphon"`, `tag:Name value "web 1"`: a value of this zone's key, for messages.
+    pub fn key_subject(&self, raw: &str) -> String {
+        self.key.subject(raw)
     }
 
     /// `zone security-group`, `zone tag:Name (under "name")`, for messages.

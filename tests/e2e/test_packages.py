@@ -255,6 +255,11 @@ def test_packages_ship_the_right_files(debs, tmp_path):
     daemon = run("dpkg-deb", "-c", str(v1["ec2cached"]))
     for f in ("./usr/sbin/ec2cached", "./etc/ec2cached.toml", "ec2cached.service", "ec2cached.8.gz"):
         assert f in daemon, f
+    # The facts for Facter and Ansible, executable where each looks by default, and the alert rules.
+    modes = {line.split()[5]: line.split()[0] for line in daemon.splitlines()}
+    assert modes.get("./etc/facter/facts.d/ec2cached") == "-rwxr-xr-x", daemon
+    assert modes.get("./etc/ansible/facts.d/ec2cached.fact") == "-rwxr-xr-x", daemon
+    assert modes.get("./usr/share/ec2cached/ec2cached.rules.yml") == "-rw-r--r--", daemon
     tree = tmp_path / "lib"
     run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
     so = tree / libdir / "libnss_ec2.so.2"
