@@ -484,35 +484,41 @@ impl Config {
                 Some(t)
             }
         };
-        let zones = match raw.zone {
-            None => vec![Zone::default_zone()],
-            Some(list) => {
-                let mut zones = Vec::new();
-                for (i, z) in list.into_iter().enumerate() {
-                    let at = |k: &str| format!("zone[{i}].{k}");
-                    let key = ZoneKey::parse(&z.key).map_err(|e| err(Some(&at("key")), e))?;
-                    let under = z.under.unwrap_or_default().to_ascii_lowercase();
-                    if !under.is_empty()
-                        && (label(&under).as_deref() != Ok(under.as_str())
-                            || under.bytes().all(|b| b.is_ascii_digit()))
-                    {
-                        return Err(err(
-                            Some(&at("under")),
-                            format!(
-                                "{under:?} is not one name label ([a-z0-9-], 1 to 63, not all \
+        let zones =
+            match raw.zone {
+                None => vec![Zone::default_zone()],
+                Some(list) if list.is_empty() => return Err(err(
+                    Some("zone"),
+                    "lists no zone: there would be no names (leave [[zone]] out for the default)"
+                        .into(),
+                )),
+                Some(list) => {
+                    let mut zones = Vec::new();
+                    for (i, z) in list.into_iter().enumerate() {
+                        let at = |k: &str| format!("zone[{i}].{k}");
+                        let key = ZoneKey::parse(&z.key).map_err(|e| err(Some(&at("key")), e))?;
+                        let under = z.under.unwrap_or_default().to_ascii_lowercase();
+                        if !under.is_empty()
+                            && (label(&under).as_deref() != Ok(under.as_str())
+                                || under.bytes().all(|b| b.is_ascii_digit()))
+                        {
+                            return Err(err(
+                                Some(&at("under")),
+                                format!(
+                                    "{under:?} is not one name label ([a-z0-9-], 1 to 63, not all \
                                  digits), or \"\" for the top"
-                            ),
-                        ));
+                                ),
+                            ));
+                        }
+                        zones.push(Zone {
+                            key,
+                            under,
+                            services: z.services.unwrap_or(false),
+                        });
                     }
-                    zones.push(Zone {
-                        key,
-                        under,
-                        services: z.services.unwrap_or(false),
-                    });
+                    zones
                 }
-                zones
-            }
-        };
+            };
         let mut names = Vec::new();
         for (i, n) in raw.name.unwrap_or_default().into_iter().enumerate() {
             let at = |k: &str| format!("name[{i}].{k}");
@@ -630,15 +636,17 @@ impl Config {
                     ));
                 }
             }
+            // An empty list means the SDK's one region.
+            let overlap = |a: &[String], b: &[String]| {
+                (a.is_empty() && b.is_empty()) || a.iter().any(|r| b.contains(r))
+            };
             if accounts.iter().any(|o: &Account| {
-                o.role_arn == account.role_arn
-                    && o.regions.iter().any(|r| account.regions.contains(r))
+                o.role_arn == account.role_arn && overlap(&o.regions, &account.regions)
             }) {
                 return Err(err(
-                    None,
+                    Some(&at("role_arn")),
                     format!(
-                        "[[account]] {i}: {} is listed twice for a region: its instances would \
-                         be read twice",
+                        "{} is listed twice for a region: its instances would be read twice",
                         account.describe()
                     ),
                 ));

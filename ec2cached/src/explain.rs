@@ -178,11 +178,37 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
     {
         let _ = writeln!(out, "  {}: {}", p.subject, p.reason);
     }
-    // Which account namespace: `…label.D` for a labelled account, else the top.
-    let (ns, rest) = match prefix.rsplit_once('.') {
-        Some((r, l)) if rules.account_labels.iter().any(|a| a == l) => (Some(l), r),
-        _ => (None, prefix),
-    };
+    // Which account namespace: the top, and `…label.D` for a labelled account (a name such as
+    // web.prod.ec2 may be either: the top's [[name]] "web.prod", or account prod's "web").
+    let mut any = candidates(&mut out, cfg, instances, &find_name, None, prefix);
+    if let Some((r, l)) = prefix.rsplit_once('.') {
+        if rules.account_labels.iter().any(|a| a == l) {
+            any |= candidates(&mut out, cfg, instances, &find_name, Some(l), r);
+        }
+    }
+    if !any {
+        let _ = writeln!(
+            out,
+            "  no zone or [[name]] of this config gives a name like {q:?} to a live instance"
+        );
+    }
+    (out, false)
+}
+
+/// The instances that could be behind `rest` in namespace `ns`, source by source, and why they
+/// are not; returns whether any source could give such a name.
+fn candidates<'a>(
+    out: &mut String,
+    cfg: &Config,
+    instances: &[Ec2Instance],
+    find_name: &dyn Fn(&str) -> Option<&'a nss_ec2_snapshot::Name>,
+    ns: Option<&str>,
+    rest: &str,
+) -> bool {
+    let rules = &cfg.rules;
+    if let Some(l) = ns {
+        let _ = writeln!(out, "  in the names of the account labelled {l:?}:");
+    }
     let in_ns = |i: &&Ec2Instance| i.namespace.as_deref() == ns && i.is_live();
     let mut any = false;
     // [[name]] entries: `name` or `N.name`.
@@ -276,11 +302,5 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
             let _ = writeln!(out, "    {set} has {size} instance(s); #{n} does not exist");
         }
     }
-    if !any {
-        let _ = writeln!(
-            out,
-            "  no zone or [[name]] of this config gives a name like {q:?} to a live instance"
-        );
-    }
-    (out, false)
+    any
 }

@@ -52,6 +52,13 @@ const DOCUMENT: &str = "/latest/dynamic/instance-identity/document";
 /// 5 s in all, so a Facter or Ansible run on a host without IMDS is delayed by seconds, never
 /// hung.
 pub async fn identity() -> Result<Identity, String> {
+    if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(
+            "the instance metadata service is disabled (AWS_EC2_METADATA_DISABLED=true): no \
+             instance identity"
+                .into(),
+        );
+    }
     let client = aws_config::imds::Client::builder()
         .max_attempts(2)
         .connect_timeout(Duration::from_secs(1))
@@ -127,35 +134,42 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
             crate::status::utc(h.generated_unix)
         ));
     };
-    let suffix = format!(".{domain}");
-    let (mut groups, mut services, mut names) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
+    let mut names: Vec<(String, Kind)> = Vec::new();
     for idx in 0..snap.len() {
         let a = snap.answer(idx).map_err(corrupt)?;
         let mut members = a.members();
-        if !members
+        if members
             .try_fold(false, |found, m| {
                 Ok::<_, nss_ec2_snapshot::Corrupt>(found || m?.name()? == me.as_slice())
             })
             .map_err(corrupt)?
         {
-            continue;
+            names.push((String::from_utf8_lossy(a.name()).into_owned(), a.kind()));
         }
-        let name = String::from_utf8_lossy(a.name()).into_owned();
-        let inner = name.strip_suffix(&suffix).unwrap_or(&name);
-        match a.kind() {
-            Kind::Group => {
-                groups.insert(inner.to_string());
-            }
-            Kind::Service => {
-                // S.G: the group is one label, a service may have several.
-                if let Some((service, _)) = inner.rsplit_once('.') {
-                    services.insert(service.to_string());
-                }
-            }
-            _ => {}
-        }
-        names.push(name);
     }
+    // Groups: the sets the host is in (`G.D`, and zone and [[name]] sets), without the domain.
+    // Services: `S.SET.D` names, S being what comes before the longest such set's name.
+    let suffix = format!(".{domain}");
+    let sets: Vec<&str> = names
+        .iter()
+        .filter(|(_, k)| *k == Kind::Group)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let groups: BTreeSet<String> = sets
+        .iter()
+        .map(|n| n.strip_suffix(&suffix).unwrap_or(n).to_string())
+        .collect();
+    let services: BTreeSet<String> = names
+        .iter()
+        .filter(|(_, k)| *k == Kind::Service)
+        .filter_map(|(n, _)| {
+            sets.iter()
+                .filter_map(|set| n.strip_suffix(set)?.strip_suffix('.'))
+                .min_by_key(|s| s.len())
+                .map(str::to_string)
+        })
+        .collect();
+    let mut names: Vec<String> = names.into_iter().map(|(n, _)| n).collect();
     names.sort_by(|a, b| (a.matches('.').count(), a).cmp(&(b.matches('.').count(), b)));
     Ok(Facts {
         instance_id: id.instance_id,

@@ -139,7 +139,8 @@ pub fn render(cfg: &Config, status: &Status, served: Option<&Header>) -> String 
         }
         counter(
             "ec2cached_api_requests_total",
-            "EC2 API requests (DescribeInstances pages) sent, failed sweeps included.",
+            "EC2 API requests sent (DescribeInstances pages and the SDK's retries of them), failed \
+             sweeps included.",
             status.api_requests_total,
         );
         let counts: Vec<(&str, u64)> = Reason::ALL

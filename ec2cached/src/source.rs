@@ -28,7 +28,7 @@ use std::time::Duration;
 pub struct Sweep {
     /// Every instance returned, all regions.
     pub instances: Vec<Ec2Instance>,
-    /// API requests made (pages).
+    /// API requests sent (pages, and the SDK's retries of them).
     pub requests: u32,
     /// Response bytes received.
     pub bytes: u64,
@@ -136,6 +136,8 @@ impl From<Failed> for String {
 /// body can deserialize as a page with no instances, which would publish an empty fleet.
 #[derive(Debug, Default)]
 struct ResponseCheck {
+    /// HTTP requests sent (every attempt, the SDK's retries included).
+    attempts: Arc<AtomicU64>,
     bytes: Arc<AtomicU64>,
     /// The endpoint (scheme://host:port) of the last request, for error messages.
     endpoint: Arc<Mutex<String>>,
@@ -152,6 +154,7 @@ impl Intercept for ResponseCheck {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut e) = self.endpoint.lock() {
             *e = endpoint_of(ctx.request().uri());
         }
@@ -231,6 +234,8 @@ pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
 #[derive(Debug)]
 pub struct Source {
     targets: Vec<Target>,
+    /// HTTP requests, counted by [`ResponseCheck`].
+    attempts: Arc<AtomicU64>,
     /// Response bytes, counted by [`ResponseCheck`].
     bytes: Arc<AtomicU64>,
     /// The endpoint of the last request signed, for messages.
@@ -253,9 +258,12 @@ impl Source {
     /// every account and region. Fails only when no region can be found: the caller tries again
     /// at the next sweep (the region may come from IMDS, which may not answer yet at boot).
     pub async fn new(cfg: &Config) -> Result<Source, Failed> {
+        // One identity cache for every client built from `base` (by default each client has
+        // its own): with it, clients of one account in several regions share its credentials.
         let base = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(timeouts(cfg.api_timeout))
             .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
             .load()
             .await;
         let host_region = || {
@@ -266,18 +274,21 @@ impl Source {
                 )
             })
         };
+        let attempts = Arc::new(AtomicU64::new(0));
         let bytes = Arc::new(AtomicU64::new(0));
         let endpoint = Arc::new(Mutex::new(String::new()));
         let client = |region: &str, creds: Option<SharedCredentialsProvider>| {
             let mut conf = aws_sdk_ec2::config::Builder::from(&base)
                 .region(aws_sdk_ec2::config::Region::new(region.to_string()))
                 .interceptor(ResponseCheck {
+                    attempts: Arc::clone(&attempts),
                     bytes: Arc::clone(&bytes),
                     endpoint: Arc::clone(&endpoint),
                 });
-            if let Some(c) = creds {
-                conf = conf.credentials_provider(c);
-            }
+            // `set_credentials_provider` keeps the provider's cache partition (so the clients
+            // of one account share its cached credentials); `credentials_provider` would wrap
+            // it in a new one, and each region's client would assume the role again.
+            conf.set_credentials_provider(creds);
             aws_sdk_ec2::Client::from_conf(conf.build())
         };
         let mut targets = Vec::new();
@@ -330,6 +341,7 @@ impl Source {
         }
         Ok(Source {
             targets,
+            attempts,
             bytes,
             endpoint,
         })
@@ -341,6 +353,7 @@ impl Source {
         let started = std::time::Instant::now();
         let mut sweep = Sweep::default();
         self.bytes.store(0, Ordering::Relaxed);
+        self.attempts.store(0, Ordering::Relaxed);
         for t in &self.targets {
             let (region, client) = (&t.region, &t.client);
             // A failure before this region's first request is signed must not name another's.
@@ -371,7 +384,6 @@ impl Source {
             let mut page_no = 0u32;
             loop {
                 page_no += 1;
-                sweep.requests += 1;
                 let where_ = format!("DescribeInstances in {}{region}, page {page_no}", t.account);
                 let page = req
                     .clone()
@@ -387,7 +399,7 @@ impl Source {
                                 "{} ({where_})",
                                 describe_error(&e, &at, cfg.api_timeout)
                             ),
-                            requests: sweep.requests,
+                            requests: self.requests(),
                         }
                     })?;
                 for r in page.reservations() {
@@ -408,7 +420,7 @@ impl Source {
                                  ended here would miss instances, so none is published \
                                  ({where_})"
                             ),
-                            requests: sweep.requests,
+                            requests: self.requests(),
                         });
                     }
                     Some(t) => token = Some(t.to_string()),
@@ -419,14 +431,20 @@ impl Source {
                 account = t.account,
                 region,
                 pages = page_no,
-                requests = sweep.requests,
+                requests = self.requests(),
                 bytes = sweep.bytes,
                 instances = sweep.instances.len(),
                 "swept region"
             );
         }
+        sweep.requests = self.requests();
         sweep.elapsed = started.elapsed();
         Ok(sweep)
+    }
+
+    /// HTTP requests of this sweep so far, retries included.
+    fn requests(&self) -> u32 {
+        u32::try_from(self.attempts.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     }
 }
 
@@ -595,7 +613,15 @@ pub(crate) fn describe_credentials(c: &CredentialsError) -> String {
             "no AWS credentials: the credential provider timed out (IMDS or STS did not answer)"
                 .into()
         }
-        other => format!("cannot load AWS credentials: {}", root_cause(other)),
+        other => match find_source::<aws_smithy_types::error::ErrorMetadata>(other) {
+            // An STS refusal (AssumeRole): its code and message, not its Debug form.
+            Some(m) => format!(
+                "cannot load AWS credentials: {}: {}",
+                m.code().unwrap_or("error"),
+                cap(&one_line(m.message().unwrap_or("no message")))
+            ),
+            None => format!("cannot load AWS credentials: {}", root_cause(other)),
+        },
     }
 }
 

@@ -709,11 +709,17 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
     }
     let mut namespaces: Vec<Option<&str>> = vec![None];
     namespaces.extend(rules.account_labels.iter().map(|l| Some(l.as_str())));
+    // Config order decides, whichever account a name comes from: every AND-name (in each
+    // account namespace), then every zone.
+    for n in &rules.names {
+        for &ns in &namespaces {
+            and_name(&mut names, n, &live, ns, &rules.suffix(ns), &mut aliases);
+        }
+    }
     let mut group_count = 0;
-    for ns in namespaces {
-        let suffix = rules.suffix(ns);
-        and_names(&mut names, &live, ns, &suffix, &mut aliases);
-        for zone in &rules.zones {
+    for zone in &rules.zones {
+        for &ns in &namespaces {
+            let suffix = rules.suffix(ns);
             group_count += zone_names(&mut names, zone, &live, ns, &suffix, &mut aliases);
         }
     }
@@ -750,40 +756,50 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
     }
 }
 
-/// The AND-names of one namespace.
-fn and_names(
+/// One AND-name in one namespace. A configured name is held even while no instance meets its
+/// conditions, so that it never changes meaning (to another source's set) as a fleet scales to
+/// zero.
+fn and_name(
     names: &mut Names<'_>,
+    n: &AndName,
     live: &[(&Ec2Instance, String)],
     ns: Option<&str>,
     suffix: &str,
     aliases: &mut [Vec<u32>],
 ) {
     let rules = names.rules;
-    for n in &rules.names {
-        let members: Vec<u32> = live
-            .iter()
-            .enumerate()
-            .filter(|(_, (i, _))| {
-                i.namespace.as_deref() == ns
-                    && i.is_ready(rules)
-                    && n.conditions.iter().all(|c| c.check(i).is_ok())
-            })
-            .map(|(idx, _)| idx as u32)
-            .collect();
-        if members.is_empty() {
-            continue;
+    let members: Vec<u32> = live
+        .iter()
+        .enumerate()
+        .filter(|(_, (i, _))| {
+            i.namespace.as_deref() == ns
+                && i.is_ready(rules)
+                && n.conditions.iter().all(|c| c.check(i).is_ok())
+        })
+        .map(|(idx, _)| idx as u32)
+        .collect();
+    let source = format!("[[name]] {:?}", n.name);
+    if members.is_empty() {
+        let name = format!("{}.{suffix}", n.name);
+        if let Some(owner) = names.claimed.get(&name) {
+            names.problems.insert(Problem {
+                subject: source,
+                reason: format!("its name {name} is taken by {owner}"),
+            });
+        } else {
+            names.claimed.insert(name, source);
         }
-        let source = format!("[[name]] {:?}", n.name);
-        names.set(
-            &n.name,
-            suffix,
-            (Kind::Group, Kind::GroupNth),
-            &members,
-            aliases,
-            &source,
-            &source,
-        );
+        return;
     }
+    names.set(
+        &n.name,
+        suffix,
+        (Kind::Group, Kind::GroupNth),
+        &members,
+        aliases,
+        &source,
+        &source,
+    );
 }
 
 /// The names of one zone in one namespace; returns how many of its sets were published.

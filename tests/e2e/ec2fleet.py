@@ -1,21 +1,31 @@
 """Builds EC2 fleets on an EC2 API (moto in the tests and the demo) with boto3."""
 
+import ipaddress
+
 AMI = "ami-12c6146b"
 
 
 class Fleet:
     """Builds instances on moto: a VPC with an IPv6 block, groups by name, tagged instances."""
 
-    def __init__(self, ec2):
+    def __init__(self, ec2, cidr="10.20.0.0/16", az=None):
+        """`cidr`: the VPC's block (the subnet is its first /18); fleets in several accounts or
+        regions on one moto need distinct blocks to have distinct addresses. `az`: the
+        subnet's availability zone (default: moto's choice)."""
         self.ec2 = ec2
-        vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]
+        vpc = ec2.create_vpc(CidrBlock=cidr, AmazonProvidedIpv6CidrBlock=True)["Vpc"]
         self.vpc = vpc["VpcId"]
         v6 = ec2.describe_vpcs(VpcIds=[self.vpc])["Vpcs"][0]["Ipv6CidrBlockAssociationSet"][0][
             "Ipv6CidrBlock"
         ]
-        self.subnet = ec2.create_subnet(
-            VpcId=self.vpc, CidrBlock="10.20.0.0/18", Ipv6CidrBlock=v6.replace("/56", "/64")
-        )["Subnet"]["SubnetId"]
+        sub = dict(
+            VpcId=self.vpc,
+            CidrBlock=str(next(ipaddress.ip_network(cidr).subnets(new_prefix=18))),
+            Ipv6CidrBlock=v6.replace("/56", "/64"),
+        )
+        if az:
+            sub["AvailabilityZone"] = az
+        self.subnet = ec2.create_subnet(**sub)["Subnet"]["SubnetId"]
         self.groups = {}
 
     def group(self, name):

@@ -8,8 +8,16 @@ Faults: None (pass through), "repeat_token" (a page after the first names the to
 as the next one), "throttle" (RequestLimitExceeded), "500", "503", "slow" (answers
 after `slow_seconds`), "reset" (TCP reset, no answer), "malformed" (200 with broken XML),
 "expired" (ExpiredToken).
+
+    proxy.fault_region = "eu-west-1"   # `fault` only for DescribeInstances signed for that region
+    proxy.fail_assume_role_for = "111122223333"  # STS AssumeRole into a role of that account
+                                                 # answers AccessDenied
+    proxy.calls[("AssumeRole", "us-east-1")]     # requests seen, by Action and signing region
+    proxy.role_arns                              # RoleArn of every AssumeRole seen, in order
+    proxy.assume_role_forms                      # and each one's form ({key: [values]})
 """
 
+import collections
 import http.server
 import re
 import socket
@@ -18,6 +26,21 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+
+
+def sts_error_xml(code, message):
+    return (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    ).encode()
+
+
+def signing_region(authorization):
+    """The region of a SigV4 Authorization header's credential scope (`Credential=AKID/DATE/
+    REGION/SERVICE/aws4_request`), or ""."""
+    m = re.search(r"Credential=[^/]+/[^/]+/([^/]+)/", authorization or "")
+    return m.group(1) if m else ""
 
 
 def error_xml(code, message):
@@ -49,6 +72,11 @@ class FaultProxy(Served):
         self.slow_seconds = 3.0
         self.requests = 0
         self.faults_injected = 0
+        self.fault_region = None
+        self.fail_assume_role_for = None
+        self.calls = collections.Counter()
+        self.role_arns = []
+        self.assume_role_forms = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -69,18 +97,33 @@ class FaultProxy(Served):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
                 describe = form.get("Action") == ["DescribeInstances"]
+                action = form.get("Action", [""])[0]
+                region = signing_region(self.headers.get("Authorization"))
+                role_arn = form.get("RoleArn", [""])[0]
                 with proxy.lock:
+                    proxy.calls[(action, region)] += 1
+                    if action == "AssumeRole":
+                        proxy.role_arns.append(role_arn)
+                        proxy.assume_role_forms.append(form)
                     if describe:
                         proxy.requests += 1
                     n = proxy.requests
                     fault = proxy.fault
                     if proxy.fail_from is not None:
                         fault = fault if describe and n >= proxy.fail_from else None
+                    if proxy.fault_region is not None:
+                        fault = fault if describe and region == proxy.fault_region else None
+                    deny = (action == "AssumeRole" and proxy.fail_assume_role_for is not None
+                            and f":{proxy.fail_assume_role_for}:" in role_arn)
                     if proxy.page_size and describe:
                         form["MaxResults"] = [str(proxy.page_size)]
                         body = urllib.parse.urlencode(form, doseq=True).encode()
-                    if fault:
+                    if fault or deny:
                         proxy.faults_injected += 1
+                if deny:
+                    return self.send(403, sts_error_xml(
+                        "AccessDenied", f"User: arn:aws:iam::123456789012:user/testing is not "
+                        f"authorized to perform: sts:AssumeRole on resource: {role_arn}"))
                 if fault == "throttle":
                     return self.send(503, error_xml("RequestLimitExceeded", "Request limit exceeded."))
                 if fault == "500":
