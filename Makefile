@@ -52,9 +52,11 @@ install:
 		install -D -m 0644 ec2cached/ec2cached.toml $(DESTDIR)$(SYSCONFDIR)/ec2cached.toml
 	# Facts for Facter and Ansible (their default directories), and the alert rules.
 	install -d $(DESTDIR)$(SYSCONFDIR)/facter/facts.d $(DESTDIR)$(SYSCONFDIR)/ansible/facts.d
-	sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/facter > $(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached
-	sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/ansible.fact > $(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact
-	chmod 0755 $(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached $(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact
+	# Like the packages' conffiles: one the admin removed or changed stays so.
+	for f in facter/facts.d/ec2cached:facter ansible/facts.d/ec2cached.fact:ansible.fact; do \
+		dest=$(DESTDIR)$(SYSCONFDIR)/$${f%%:*}; \
+		test -e $$dest || { sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/$${f##*:} > $$dest && chmod 0755 $$dest; }; \
+	done
 	install -D -m 0644 ec2cached/ec2cached.rules.yml $(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
 	if [ "$(INSTALL_SERVICE)" = 1 ]; then \
 		install -D -m 0644 debian/ec2cached.service $(DESTDIR)$(UNITDIR)/ec2cached.service; \

@@ -7,6 +7,7 @@ p50/p99 per call), each source in its own process and mount namespace (its own /
 docs/benchmarks.md (or $BENCH_OUT), the targets table first.
 """
 
+import importlib.util
 import os
 import platform
 import re
@@ -23,6 +24,9 @@ STAGE = TARGET / "nss"
 EC2CACHED = TARGET / "release" / "ec2cached"
 SIZES = [int(x) for x in os.environ.get("BENCH_SIZES", "10 1000 10000 100000").split()]
 ITER = int(os.environ.get("BENCH_ITER", "100000"))
+# Opt-in: BENCH_ZONES=N (1..5) benchmarks with the first N [[zone]] entries of bench/zones.py, on
+# its fleets (genfleet.py's, plus the tags and fields those zones read). Unset: no [[zone]].
+ZONES = int(os.environ.get("BENCH_ZONES", "0") or 0)
 ROUNDS = 7  # runs per figure that a target compares (the best counts)
 HIT = "1.postgres.g1.ec2"  # one instance; exists at every size (genfleet: instance 1)
 MISS = "nosuch.g1.ec2"
@@ -142,14 +146,23 @@ print(after["Private_Dirty"] - before["Private_Dirty"], mapped // 1024, after["R
     return dirty, mapped, rss
 
 
+def zones_module():
+    spec = importlib.util.spec_from_file_location("zones", ROOT / "bench/zones.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def refresh(n):
     d = work / f"s{n}"
     d.mkdir(mode=0o755)
     fleet = d / "fleet.json"
+    gen = ["bench/zones.py", "gen"] if ZONES else ["bench/genfleet.py"]
     with open(fleet, "w") as f:
-        subprocess.run([sys.executable, str(ROOT / "bench/genfleet.py"), str(n)], stdout=f, check=True)
+        subprocess.run([sys.executable, str(ROOT / gen[0]), *gen[1:], str(n)], stdout=f, check=True)
     cfg = d / "ec2cached.toml"
-    cfg.write_text(f'snapshot = "{d}/hosts.snap"\nready_tag = "af-status=ready"\n')
+    cfg.write_text(f'snapshot = "{d}/hosts.snap"\nready_tag = "af-status=ready"\n'
+                   + (zones_module().zones_toml(ZONES) if ZONES else ""))
     t = time.monotonic()
     p = subprocess.Popen([str(EC2CACHED), "--config", str(cfg), "refresh", "--from-file", str(fleet)],
                          stderr=subprocess.PIPE, text=True)
@@ -305,6 +318,9 @@ def report(base, rows):
       f" kernel {platform.release()}; {glibc}")
     w(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {ITER} lookups per figure (fewer for big /etc/hosts and DNS)")
     w(f"- query: `{HIT}` (one instance), miss `{MISS}`; getaddrinfo AF_UNSPEC unless marked AF_INET")
+    if ZONES:
+        w(f"- zones (BENCH_ZONES={ZONES}): {zones_module().zones_text(ZONES)}; fleets from `bench/zones.py gen`"
+          " (genfleet.py's, plus Name and team tags, availability zone and VPC)")
     w("")
     w("## Targets")
     w("")
@@ -410,11 +426,11 @@ def report(base, rows):
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(os.environ.get("BENCH_OUT", ROOT / "docs" / "benchmarks.md"))
-    # bench/fleet writes its own section (a 30-minute run): keep it.
+    # bench/fleet and bench/zones.py write their own sections (long runs, on moto): keep them,
+    # in their order.
     old = out.read_text() if out.exists() else ""
-    fleet = re.search(r"^## Fleet\n.*?(?=^## |\Z)", old, flags=re.S | re.M)
-    if fleet:
-        text += "\n" + fleet.group(0)
+    for kept in re.findall(r"^## (?:Fleet|Zones and accounts)\n.*?(?=^## |\Z)", old, flags=re.S | re.M):
+        text += "\n" + kept.rstrip("\n") + "\n"
     out.write_text(text)
     print(f"written to {out}")
     unmet = [what for what, _, _, ok in results if not ok]

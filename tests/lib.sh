@@ -68,18 +68,28 @@ ensure_debian_packages() {
         [ ${#want[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}"
         if [ ${#lean[@]} -gt 0 ]; then
             # promtool comes with Debian's Prometheus server: a policy-rc.d that refuses (101)
-            # keeps its service (listening on *:9090) from starting on this machine.
-            local policy=""
+            # keeps its service (listening on *:9090) from starting on this machine, and it is
+            # disabled at boot, when this script installed it (not an operator's own).
+            local policy="" ours=""
+            dpkg -s prometheus >/dev/null 2>&1 || ours=1
             if [ ! -e /usr/sbin/policy-rc.d ]; then
                 policy=/usr/sbin/policy-rc.d
                 printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
                 $sudo chmod 0755 "$policy"
+                # Also when interrupted: a refusing policy-rc.d left behind blocks every service.
+                trap '$sudo rm -f /usr/sbin/policy-rc.d; exit 130' INT TERM
             fi
+            local rc=0
             DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-                "${lean[@]}" || { [ -z "$policy" ] || $sudo rm -f "$policy"; return 1; }
-            [ -z "$policy" ] || $sudo rm -f "$policy"
-            # ... nor at the next boot.
-            $sudo systemctl disable --quiet prometheus.service 2>/dev/null || true
+                "${lean[@]}" || rc=$?
+            if [ -n "$policy" ]; then
+                $sudo rm -f "$policy"
+                trap - INT TERM
+            fi
+            [ "$rc" = 0 ] || return "$rc"
+            if [ -n "$ours" ]; then
+                $sudo systemctl disable --quiet prometheus.service 2>/dev/null || true
+            fi
         fi
     fi
     if ! command -v cargo >/dev/null; then
@@ -90,10 +100,10 @@ ensure_debian_packages() {
 
 # A venv outside the clone with the emulator and test tools, reused between runs.
 ensure_venv() {
-    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask' 2>/dev/null; then
+    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml' 2>/dev/null; then
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7'
+        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml
     fi
 }
 

@@ -23,9 +23,10 @@ pub struct Facts {
     pub availability_zone: String,
     /// The account id, a string (it may start with 0).
     pub account_id: String,
-    /// The security groups whose name (`G.D`) answers with this host, as labels.
+    /// The sets whose name answers with this host, without the domain: security groups (`G.D`),
+    /// and with zones, `[[name]]` entries or account labels their sets (`web-01.name`, `tphon.prod`).
     pub groups: Vec<String>,
-    /// The services whose names (`S.G.D`) answer with this host, as labels.
+    /// The services whose names (`S.SET.D`) answer with this host, as labels.
     pub services: Vec<String>,
     /// Every name whose answer includes this host.
     pub names: Vec<String>,

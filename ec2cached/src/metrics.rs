@@ -17,6 +17,7 @@ use crate::publish::{write_atomic, Status};
 use crate::source::Reason;
 use nss_ec2_snapshot::{Header, Snapshot};
 use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::path::Path;
 
 /// Writes the metrics of `cfg`'s snapshot and status file to `[metrics] textfile`, if set.
 /// A failure is logged, never fatal: metrics must not stop names from being served.
@@ -24,23 +25,50 @@ pub fn write(cfg: &Config) {
     let Some(path) = &cfg.metrics_textfile else {
         return;
     };
+    if let Some(why) = clashes(path, cfg) {
+        tracing::warn!("not writing the metrics file {}: {why}", path.display());
+        return;
+    }
     let status = Status::load(&cfg.snapshot);
-    // Served: what the module answers from, so not one past its max_age.
-    let now = crate::publish::now();
-    let served = std::fs::read(&cfg.snapshot)
+    let installed = std::fs::read(&cfg.snapshot)
         .ok()
-        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
-        .filter(|h| {
-            h.max_age_secs == 0 || now <= h.generated_unix.saturating_add(u64::from(h.max_age_secs))
-        });
-    let text = render(cfg, &status, served.as_ref());
+        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
+    let text = render(cfg, &status, installed.as_ref(), crate::publish::now());
     if let Err(e) = write_atomic(path, text.as_bytes()) {
         tracing::warn!("cannot write the metrics file {}: {e}", path.display());
     }
 }
 
-/// The metrics text for a status and the header of the snapshot served (None: none usable).
-pub fn render(cfg: &Config, status: &Status, served: Option<&Header>) -> String {
+/// Why `path` must not be written: it is the snapshot or its status file under another
+/// spelling (`/var/lib/x/../x/hosts.snap`), which the config check cannot see.
+fn clashes(path: &Path, cfg: &Config) -> Option<String> {
+    let canon = |p: &Path| {
+        let dir = p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Some((std::fs::canonicalize(dir).ok()?, p.file_name()?.to_owned()))
+    };
+    let me = canon(path)?;
+    for other in [
+        cfg.snapshot.clone(),
+        crate::publish::status_path(&cfg.snapshot),
+    ] {
+        if canon(&other).as_ref() == Some(&me) {
+            return Some(format!("it is {}", other.display()));
+        }
+    }
+    None
+}
+
+/// The metrics text for a status and the header of the installed snapshot (None: none that
+/// parses), at time `now`.
+pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u64) -> String {
+    // Served: what the module answers from, so not one past its max_age. The gauges of an
+    // expired snapshot stay (its age keeps the stale alert firing); only `present` goes to 0.
+    let served = installed.filter(|h| {
+        h.max_age_secs == 0 || now <= h.generated_unix.saturating_add(u64::from(h.max_age_secs))
+    });
     let r = Registry::new();
     // Names and help are fixed strings: registering them cannot fail but on a programming
     // error, which the unit tests would show; a failure here drops that metric, nothing else.
@@ -90,7 +118,7 @@ pub fn render(cfg: &Config, status: &Status, served: Option<&Header>) -> String 
          max_age), else 0: .ec2 names answer UNAVAIL.",
         i64::from(served.is_some()),
     );
-    if let Some(h) = served {
+    if let Some(h) = installed {
         gauge(
             "ec2cached_snapshot_generation_timestamp_seconds",
             "When the sweep of the snapshot being served started, in Unix time (on a follower: \
@@ -222,7 +250,7 @@ mod tests {
             ..Status::default()
         };
         st.poll_failed(1_700_000_030, "RequestLimitExceeded", Reason::Throttled);
-        let text = render(&cfg(""), &st, Some(&header(1_700_000_000)));
+        let text = render(&cfg(""), &st, Some(&header(1_700_000_000)), 1_700_000_100);
         let (v, t) = samples(&text);
         assert_eq!(v["ec2cached_last_success_timestamp_seconds"], "1700000000");
         assert_eq!(
@@ -267,7 +295,7 @@ mod tests {
             "[follow]\nurl = \"s3://bucket/key\"\ntrusted_keys = [{:?}]",
             crate::keys::public_text(&key)
         ));
-        let (v, _) = samples(&render(&c, &st, None));
+        let (v, _) = samples(&render(&c, &st, None, 1_700_000_100));
         assert_eq!(
             v["ec2cached_follow_fetches_total{outcome=\"refused_signature\"}"],
             "2"

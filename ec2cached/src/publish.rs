@@ -53,7 +53,7 @@ pub struct Status {
     pub names: usize,
     /// What the last refresh did not publish, and why.
     pub problems: Vec<String>,
-    /// EC2 API requests of every successful sweep so far.
+    /// EC2 API requests of every sweep so far (failed ones too, the SDK's retries included).
     pub api_requests_total: u64,
     /// Fleet mode: the S3 object this host publishes to or follows.
     pub s3_url: Option<String>,

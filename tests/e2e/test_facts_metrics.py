@@ -728,7 +728,8 @@ def test_follower_metrics_count_fetches_by_outcome(fleet, tmp_path, moto_url):
 
 def test_an_expired_snapshot_is_not_present_in_the_metrics(fleet, host):
     """Past its max_age the module answers UNAVAIL from the snapshot: the metrics say no
-    snapshot (and the NoSnapshot alert can fire), even though the file is still there."""
+    snapshot (and the NoSnapshot alert can fire), even though the file is still there; its age
+    stays in the metrics, so the stale alert keeps firing instead of resolving."""
     prom = textfile_dir(host) / "ec2cached.prom"
     write_config(host.config, {"snapshot": str(host.snapshot), "regions": [REGION], "interval": 1, "max_age": 2},
                  {"metrics": {"textfile": str(prom)}})
@@ -742,7 +743,7 @@ def test_an_expired_snapshot_is_not_present_in_the_metrics(fleet, host):
     assert host.refresh(check=False, env=host.env(AWS_ENDPOINT_URL=dead)).returncode == 1
     m = Metrics(prom)
     assert m["ec2cached_snapshot_present"] == 0, m.text
-    assert "ec2cached_snapshot_generation_timestamp_seconds" not in m.families, m.text
+    assert m["ec2cached_snapshot_generation_timestamp_seconds"] == generation(host.snapshot.read_bytes()), m.text
     assert m["ec2cached_consecutive_failures"] == 1
 
 
@@ -801,13 +802,19 @@ def series(metric, instance, values, **labels):
 
 
 def rule_tests(rules_path):
-    """promtool's unit tests of the three alerts: each fires when it should and not otherwise."""
+    """promtool's unit tests of the four alerts: each fires when it should and not otherwise."""
     rules = alert_rules(rules_path)
     gen, interval = "ec2cached_snapshot_generation_timestamp_seconds", "ec2cached_interval_seconds"
     last, fetches = "ec2cached_last_success_timestamp_seconds", "ec2cached_follow_fetches_total"
     stale = lambda *alerts: [expected(rules, "Ec2cachedSnapshotStale", i, v) for i, v in alerts]  # noqa: E731
     failing = lambda *alerts: [expected(rules, "Ec2cachedPollsFailing", i, v) for i, v in alerts]  # noqa: E731
     bare = lambda *alerts: [expected(rules, "Ec2cachedNoSnapshot", i, v) for i, v in alerts]  # noqa: E731
+
+    def fleet_stale(value):
+        # An alert on the whole fleet (max() over every host): no instance or job label.
+        e = expected(rules, "Ec2cachedFleetStale", "-", value)
+        e["exp_labels"] = rules["Ec2cachedFleetStale"]["labels"]
+        return e
     return {
         "rule_files": [str(rules_path)],
         "evaluation_interval": "1m",
@@ -836,6 +843,26 @@ def rule_tests(rules_path):
                      "exp_alerts": stale(("follower-stuck", 1200), ("poller-stale", 1200))},
                     {"eval_time": "20m", "alertname": "Ec2cachedPollsFailing", "exp_alerts": []},
                     {"eval_time": "20m", "alertname": "Ec2cachedNoSnapshot", "exp_alerts": []},
+                    # One poller sweeps: the fleet is not stale.
+                    {"eval_time": "20m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                ],
+            },
+            {
+                # Every poller stopped at 0; the followers keep confirming the last object.
+                "interval": "1m",
+                "input_series": [
+                    series(gen, "poller-a", "0x30"), series(interval, "poller-a", "30x30"),
+                    series(gen, "poller-b", "0x30"), series(interval, "poller-b", "30x30"),
+                    series(gen, "follower", "0x30"), series(last, "follower", "0+60x30"),
+                    series(fetches, "follower", "0+1x30", outcome="unchanged"),
+                    series(interval, "follower", "30x30"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "6m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                    {"eval_time": "7m", "alertname": "Ec2cachedFleetStale",
+                     "exp_alerts": [fleet_stale(420)]},
+                    {"eval_time": "20m", "alertname": "Ec2cachedSnapshotStale",
+                     "exp_alerts": stale(("poller-a", 1200), ("poller-b", 1200))},
                 ],
             },
             {
@@ -882,8 +909,9 @@ def rule_tests(rules_path):
 def test_the_alert_rules_pass_promtool_and_fire_when_they_should(tmp_path):
     r = promtool("check", "rules", str(RULES))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 3 rules found" in r.stdout, r.stdout
-    assert set(alert_rules()) == {"Ec2cachedSnapshotStale", "Ec2cachedPollsFailing", "Ec2cachedNoSnapshot"}
+    assert "SUCCESS: 4 rules found" in r.stdout, r.stdout
+    assert set(alert_rules()) == {"Ec2cachedSnapshotStale", "Ec2cachedFleetStale", "Ec2cachedPollsFailing",
+                                  "Ec2cachedNoSnapshot"}
     tests = tmp_path / "ec2cached.test.yml"
     tests.write_text(json.dumps(rule_tests(RULES), indent=1))  # JSON is YAML
     r = promtool("test", "rules", str(tests))
