@@ -510,6 +510,19 @@ impl Config {
                                 ),
                             ));
                         }
+                        if zones
+                            .iter()
+                            .any(|o: &Zone| o.key == key && o.under == under)
+                        {
+                            return Err(err(
+                                Some(&at("key")),
+                                format!(
+                                    "{} under {under:?} is listed twice: the second would \
+                                     publish nothing",
+                                    key.text()
+                                ),
+                            ));
+                        }
                         zones.push(Zone {
                             key,
                             under,
@@ -555,6 +568,21 @@ impl Config {
                         .map_err(|e| err(Some(&format!("name[{i}].match[{k}]")), e))?,
                 );
             }
+            if names.iter().any(|o: &AndName| o.name == name) {
+                return Err(err(
+                    Some(&at("name")),
+                    format!("{name:?} is listed twice: the second would never be published"),
+                ));
+            }
+            if zones.iter().any(|z| z.under == name) {
+                return Err(err(
+                    Some(&at("name")),
+                    format!(
+                        "{name:?} is a zone's `under` label: N.{name} would be both a numbered \
+                         name of this entry and a zone value"
+                    ),
+                ));
+            }
             names.push(AndName { name, conditions });
         }
         let mut accounts = Vec::new();
@@ -565,12 +593,13 @@ impl Config {
                 if parts.len() != 6
                     || parts[0] != "arn"
                     || parts[2] != "iam"
-                    || parts[4].is_empty()
-                    || !parts[5].starts_with("role/")
+                    || parts[4].len() != 12
+                    || !parts[4].bytes().all(|b| b.is_ascii_digit())
+                    || parts[5].strip_prefix("role/").is_none_or(str::is_empty)
                 {
                     return Err(err(
                         Some(&at("role_arn")),
-                        format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                        format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME, ACCOUNT of 12 digits)"),
                     ));
                 }
             }
@@ -640,9 +669,16 @@ impl Config {
             let overlap = |a: &[String], b: &[String]| {
                 (a.is_empty() && b.is_empty()) || a.iter().any(|r| b.contains(r))
             };
-            if accounts.iter().any(|o: &Account| {
-                o.role_arn == account.role_arn && overlap(&o.regions, &account.regions)
-            }) {
+            // Two roles into one account would read its instances twice.
+            let id = |a: &Account| {
+                a.role_arn
+                    .as_deref()
+                    .and_then(|r| r.split(':').nth(4).map(str::to_string))
+            };
+            if accounts
+                .iter()
+                .any(|o: &Account| id(o) == id(&account) && overlap(&o.regions, &account.regions))
+            {
                 return Err(err(
                     Some(&at("role_arn")),
                     format!(
@@ -652,6 +688,19 @@ impl Config {
                 ));
             }
             accounts.push(account);
+        }
+        if let Some((i, n)) = names
+            .iter()
+            .enumerate()
+            .find(|(_, n)| accounts.iter().any(|a| a.label.as_ref() == Some(&n.name)))
+        {
+            return Err(err(
+                Some(&format!("name[{i}].name")),
+                format!(
+                    "{:?} is an account label: {}.{domain} is where that account's names live",
+                    n.name, n.name
+                ),
+            ));
         }
         Ok(Config {
             file: file.to_path_buf(),
@@ -912,5 +961,71 @@ max_age         = 3600
             assert!(got.starts_with(want), "{text:?}: {got}");
             assert!(!got.contains('\n'), "{got}");
         }
+    }
+
+    #[test]
+    fn zones_names_and_accounts_that_would_clash_are_refused() {
+        let arn = |id: &str, role: &str| format!("arn:aws:iam::{id}:role/{role}");
+        for (text, key, what) in [
+            (
+                "[[zone]]\nkey = \"az\"\nunder = \"az\"\n[[zone]]\nkey = \"az\"\nunder = \"az\"".to_string(),
+                "zone[1].key",
+                "listed twice",
+            ),
+            (
+                "[[zone]]\nkey = \"tag:rack\"\nunder = \"web\"\n[[name]]\nname = \"web\"\nmatch = [\"tag:role=web\"]".into(),
+                "name[0].name",
+                "`under` label",
+            ),
+            (
+                "[[name]]\nname = \"prod\"\nmatch = [\"tag:env\"]\n[[account]]\nlabel = \"prod\"".into(),
+                "name[0].name",
+                "account label",
+            ),
+            (
+                "[[name]]\nname = \"a\"\nmatch = [\"tag:x\"]\n[[name]]\nname = \"a\"\nmatch = [\"tag:y\"]".into(),
+                "name[1].name",
+                "listed twice",
+            ),
+            (
+                "[[name]]\nname = \"a\"\nmatch = [\"asg=\"]".into(),
+                "name[0].match[0]",
+                "empty value",
+            ),
+            (
+                format!("[[account]]\nrole_arn = {:?}", arn("abc", "r")),
+                "account[0].role_arn",
+                "12 digits",
+            ),
+            (
+                format!("[[account]]\nrole_arn = {:?}", arn("111122223333", "")),
+                "account[0].role_arn",
+                "not a role ARN",
+            ),
+            (
+                format!(
+                    "regions = [\"us-east-1\"]\n[[account]]\nrole_arn = {:?}\n[[account]]\nrole_arn = {:?}",
+                    arn("111122223333", "a"),
+                    arn("111122223333", "b")
+                ),
+                "account[1].role_arn",
+                "listed twice",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(
+                e.contains(&format!("key `{key}`")) && e.contains(what),
+                "{text}\n=> {e}"
+            );
+        }
+        // The spec's own example: a [[name]] web.prod next to an account labelled prod.
+        let ok = parse(&format!(
+            "regions = [\"us-east-1\"]\n[[name]]\nname = \"web.prod\"\nmatch = [\"tag:role=web\"]\n\
+             [[account]]\nlabel = \"prod\"\nrole_arn = {:?}",
+            arn("111122223333", "r")
+        ))
+        .unwrap();
+        assert_eq!(ok.rules.account_labels, ["prod"]);
+        assert_eq!(ok.rules.zones, [Zone::default_zone()]);
     }
 }

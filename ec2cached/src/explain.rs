@@ -2,7 +2,9 @@
 //! rules of the snapshot crate (`fleet.rs`) that `refresh` publishes with.
 
 use crate::config::Config;
-use nss_ec2_snapshot::fleet::{build, label, readiness, service_key, Ec2Instance, Readiness, Zone};
+use nss_ec2_snapshot::fleet::{
+    build, label, readiness, service_key, Built, Ec2Instance, Readiness, Zone,
+};
 use std::fmt::Write;
 
 fn addr(i: &Ec2Instance, cfg: &Config) -> String {
@@ -36,8 +38,34 @@ fn at(zone: &Zone, vlabel: &str) -> String {
 }
 
 /// What one instance is in, source by source.
-fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance) {
+fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance, built: &Built) {
     let rules = &cfg.rules;
+    // What became of a name this instance would get: published with it, or why not.
+    let me = built
+        .table
+        .names
+        .iter()
+        .find(|n| n.name == format!("{}.{}", i.id.to_ascii_lowercase(), rules.domain))
+        .map(|n| n.members[0]);
+    let outcome = |full: String| {
+        if built
+            .table
+            .names
+            .iter()
+            .any(|n| n.name == full && me.is_some_and(|m| n.members.contains(&m)))
+        {
+            return full;
+        }
+        match built
+            .problems
+            .iter()
+            .find(|p| p.reason.contains(&format!(" {full} ")))
+        {
+            Some(p) => format!("{full} not published: {}: {}", p.subject, p.reason),
+            None if !i.is_ready(rules) => format!("{full}: not while not ready"),
+            None => format!("{full}: not published"),
+        }
+    };
     let suffix = suffix_of(i, cfg);
     let _ = writeln!(out, "instance {}: {}", i.id, ready_text(i, cfg));
     let _ = writeln!(out, "  address: {}", addr(i, cfg));
@@ -55,7 +83,10 @@ fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance) {
             })
             .collect();
         let note = if fails.is_empty() {
-            format!("every condition holds: {}.{suffix}", n.name)
+            format!(
+                "every condition holds: {}",
+                outcome(format!("{}.{suffix}", n.name))
+            )
         } else {
             fails.join("; ")
         };
@@ -70,7 +101,7 @@ fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance) {
         for v in all {
             let note = match label(v) {
                 _ if !i.zone_values(z, rules).contains(&v) => "not in security_groups".to_string(),
-                Ok(l) => format!("{}.{suffix}", at(z, &l)),
+                Ok(l) => outcome(format!("{}.{suffix}", at(z, &l))),
                 Err(e) => format!("not published: {e}"),
             };
             // Today's one zone reads as it always did: `group "tphon": tphon.ec2`.
@@ -121,7 +152,7 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
     // An instance id, bare or as I.D.
     let bare = q.strip_suffix(&format!(".{d}")).unwrap_or(&q);
     if let Some(i) = instances.iter().find(|i| i.id.eq_ignore_ascii_case(bare)) {
-        instance_report(&mut out, cfg, i);
+        instance_report(&mut out, cfg, i, &built);
         let idx = built
             .table
             .names
@@ -149,6 +180,10 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
     }
 
     if let Some(n) = find_name(&q) {
+        let by_id: std::collections::HashMap<String, &Ec2Instance> = instances
+            .iter()
+            .map(|i| (i.id.to_ascii_lowercase(), i))
+            .collect();
         let _ = writeln!(
             out,
             "{q}: {} instance(s), in launch order:",
@@ -156,7 +191,7 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
         );
         for (k, &m) in n.members.iter().enumerate() {
             let id = id_of(m);
-            let i = instances.iter().find(|i| i.id.eq_ignore_ascii_case(&id));
+            let i = by_id.get(id.as_str()).copied();
             let a = i.map(|i| addr(i, cfg)).unwrap_or_default();
             let _ = writeln!(out, "  {}. {id} {a}", k + 1);
         }
@@ -221,7 +256,17 @@ fn candidates<'a>(
         }
         any = true;
         let _ = writeln!(out, "  [[name]] {:?} (every condition must hold):", n.name);
-        for i in instances.iter().filter(in_ns) {
+        // The instances closest to it first (fewest failing conditions), at most 20.
+        let mut near: Vec<(usize, &Ec2Instance)> = instances
+            .iter()
+            .filter(in_ns)
+            .map(|i| {
+                let fails = n.conditions.iter().filter(|c| c.check(i).is_err()).count();
+                (fails + usize::from(!i.is_ready(rules)), i)
+            })
+            .collect();
+        near.sort_by_key(|(f, i)| (*f, i.id.as_str()));
+        for (_, i) in near.iter().take(20) {
             let mut why = vec![ready_text(i, cfg)];
             for c in &n.conditions {
                 why.push(match c.check(i) {
@@ -230,6 +275,9 @@ fn candidates<'a>(
                 });
             }
             let _ = writeln!(out, "    {}: {}", i.id, why.join("; "));
+        }
+        if near.len() > 20 {
+            let _ = writeln!(out, "    ... and {} more", near.len() - 20);
         }
     }
     // Zones: `[N.][S.]V[.under]`.

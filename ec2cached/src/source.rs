@@ -266,11 +266,14 @@ impl Source {
             .identity_cache(aws_config::identity::IdentityCache::lazy().build())
             .load()
             .await;
-        let host_region = || {
+        let host_region = |whose: &str| {
             base.region().map(|r| vec![r.to_string()]).ok_or_else(|| {
                 Failed::new(
                     Reason::Config,
-                    "no region: set `regions` in the config, AWS_REGION, or a profile region",
+                    format!(
+                        "no region{whose}: set `regions` in the config, AWS_REGION, or a \
+                         profile region"
+                    ),
                 )
             })
         };
@@ -294,7 +297,7 @@ impl Source {
         let mut targets = Vec::new();
         if cfg.accounts.is_empty() {
             let regions = if cfg.regions.is_empty() {
-                host_region()?
+                host_region("")?
             } else {
                 cfg.regions.clone()
             };
@@ -309,7 +312,7 @@ impl Source {
         }
         for a in &cfg.accounts {
             let regions = if a.regions.is_empty() {
-                host_region()?
+                host_region(&format!(" for {}", a.describe()))?
             } else {
                 a.regions.clone()
             };
@@ -851,6 +854,21 @@ pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
     Ok(out)
 }
 
+/// The region of an availability zone: its labels up to the first all-digit one (`us-east-1a`,
+/// Local Zone `us-west-2-lax-1a` and Wavelength `us-east-1-wl1-bos-wlz-1` are in `us-east-1` /
+/// `us-west-2`); "" when the zone says nothing.
+fn region_of_az(az: &str) -> String {
+    let az = az.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    let parts: Vec<&str> = az.split('-').collect();
+    match parts
+        .iter()
+        .position(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(k) if k >= 2 => parts[..=k].join("-"),
+        _ => String::new(),
+    }
+}
+
 /// Reads a fleet from a describe-instances JSON file, keeping what the API filters would keep.
 pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
     let started = std::time::Instant::now();
@@ -862,10 +880,7 @@ pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
     for i in &mut instances {
         i.region = match &cfg.regions[..] {
             [one] => one.clone(),
-            _ => {
-                i.az.trim_end_matches(|c: char| c.is_ascii_lowercase())
-                    .to_string()
-            }
+            _ => region_of_az(&i.az),
         };
     }
     Ok(Sweep {
@@ -879,6 +894,21 @@ pub fn from_file(path: &Path, cfg: &Config) -> Result<Sweep, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_region_of_an_availability_zone() {
+        for (az, region) in [
+            ("us-east-1a", "us-east-1"),
+            ("us-gov-west-1b", "us-gov-west-1"),
+            ("us-east-1-bos-1a", "us-east-1"),
+            ("us-west-2-lax-1a", "us-west-2"),
+            ("us-east-1-wl1-bos-wlz-1", "us-east-1"),
+            ("", ""),
+            ("nonsense", ""),
+        ] {
+            assert_eq!(region_of_az(az), region, "{az}");
+        }
+    }
 
     #[test]
     fn endpoint_is_scheme_and_host_only() {

@@ -22,6 +22,7 @@
 use crate::format::{Instance as Record, Kind, Name, Table};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
 
 /// Which IPv4 address becomes the `A` record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -180,6 +181,11 @@ impl Condition {
                  vpc=, region= or asg="
             ));
         };
+        if v.is_empty() {
+            return Err(format!(
+                "{s:?}: empty value (to require a tag whatever its value, use tag:KEY)"
+            ));
+        }
         let v = v.to_string();
         Ok(match k {
             "security-group" => Condition::SecurityGroup(v),
@@ -354,18 +360,24 @@ pub enum Readiness {
     Ready(String),
 }
 
-/// The ready rule, with its reason.
+/// [`Ec2Instance::is_ready`], with its reason in words (for `explain`).
 pub fn readiness(i: &Ec2Instance, rules: &Rules) -> Readiness {
     if !i.is_live() {
         return Readiness::NotLive(format!("not live (state {:?})", i.state));
     }
-    match &rules.ready_tag {
-        None => Readiness::Ready("ready (no ready_tag configured)".into()),
-        Some((k, v)) => match i.tag(k) {
-            Some(tv) if tv == v => Readiness::Ready(format!("ready ({k}={v})")),
-            Some(tv) => Readiness::NotReady(format!("live but not ready: {k}={tv:?}, wants {v:?}")),
-            None => Readiness::NotReady(format!("live but not ready: no {k} tag, wants {k}={v}")),
-        },
+    let ready = i.is_ready(rules);
+    match (
+        &rules.ready_tag,
+        i.tag(rules.ready_tag.as_ref().map_or("", |(k, _)| k)),
+    ) {
+        (None, _) => Readiness::Ready("ready (no ready_tag configured)".into()),
+        (Some((k, v)), _) if ready => Readiness::Ready(format!("ready ({k}={v})")),
+        (Some((k, v)), Some(tv)) => {
+            Readiness::NotReady(format!("live but not ready: {k}={tv:?}, wants {v:?}"))
+        }
+        (Some((k, v)), None) => {
+            Readiness::NotReady(format!("live but not ready: no {k} tag, wants {k}={v}"))
+        }
     }
 }
 
@@ -391,9 +403,14 @@ impl Ec2Instance {
         self.state == "running"
     }
 
-    /// True when live and carrying the ready tag (if one is configured).
+    /// The ready rule: live, and carrying the ready tag with its value (if one is configured).
+    /// [`readiness`] says why, in words.
     pub fn is_ready(&self, rules: &Rules) -> bool {
-        matches!(readiness(self, rules), Readiness::Ready(_))
+        self.is_live()
+            && match &rules.ready_tag {
+                None => true,
+                Some((k, v)) => self.tag(k) == Some(v.as_str()),
+            }
     }
 
     /// The raw service entries of the services tag (split on commas and white space).
@@ -524,12 +541,15 @@ fn order<'a>(
     (live, total)
 }
 
+/// Who holds the name of a live instance.
+const INSTANCE_ID: &str = "an instance id";
+
 /// The names being built, with who claimed each (for precedence), and what was refused.
 struct Names<'r> {
     rules: &'r Rules,
     names: Vec<Name>,
     /// Name (with the domain) -> the source that has it.
-    claimed: HashMap<String, String>,
+    claimed: HashMap<String, Rc<str>>,
     problems: BTreeSet<Problem>,
 }
 
@@ -542,7 +562,7 @@ impl Names<'_> {
         suffix: &str,
         kind: Kind,
         members: Vec<u32>,
-        source: Option<(&str, &str)>,
+        source: Option<(&str, &Rc<str>)>,
     ) -> Option<u32> {
         let name = format!("{prefix}.{suffix}");
         if name.len() > 253 {
@@ -560,7 +580,7 @@ impl Names<'_> {
                 });
                 return None;
             }
-            self.claimed.insert(name.clone(), source.to_string());
+            self.claimed.insert(name.clone(), Rc::clone(source));
         }
         self.names.push(Name {
             name,
@@ -583,7 +603,8 @@ impl Names<'_> {
         subject: &str,
         source: &str,
     ) -> bool {
-        let src = Some((subject, source));
+        let source: Rc<str> = source.into();
+        let src = Some((subject, &source));
         if self
             .push(prefix, suffix, kinds.0, members.to_vec(), src)
             .is_none()
@@ -702,10 +723,11 @@ pub fn build(instances: &[Ec2Instance], rules: &Rules) -> Built {
         problems,
     };
     // Instance ids come first in precedence (their names are pushed last, as they always were).
+    let id_source: Rc<str> = INSTANCE_ID.into();
     for (_, l) in &live {
         names
             .claimed
-            .insert(format!("{l}.{}", rules.domain), "an instance id".into());
+            .insert(format!("{l}.{}", rules.domain), Rc::clone(&id_source));
     }
     let mut namespaces: Vec<Option<&str>> = vec![None];
     namespaces.extend(rules.account_labels.iter().map(|l| Some(l.as_str())));
@@ -787,7 +809,7 @@ fn and_name(
                 reason: format!("its name {name} is taken by {owner}"),
             });
         } else {
-            names.claimed.insert(name, source);
+            names.claimed.insert(name, source.into());
         }
         return;
     }
@@ -854,7 +876,7 @@ fn zone_names(
             continue;
         }
         let full = format!("{prefix}.{suffix}");
-        if names.claimed.get(&full).map(String::as_str) == Some("an instance id") {
+        if names.claimed.get(&full).map(|o| &**o) == Some(INSTANCE_ID) {
             names.problems.insert(Problem {
                 subject,
                 reason: format!("its name {full} is an instance id"),
