@@ -611,13 +611,18 @@ impl Names<'_> {
         {
             return false;
         }
+        // Numbered names need no claim (a claim per name costs a third of a large refresh):
+        // another source could only make `N.P.S` as a set under `P` (a value `N` of a zone
+        // under `P`, or of account `P`), and then a set `P.S` at the top is a reserved label;
+        // services and [[name]] entries have no all-digit first label. So two sources meet at
+        // `N.P.S` only by meeting at `P.S`, which was just claimed.
         for (n, &m) in members.iter().enumerate() {
             if let Some(idx) = self.push(
                 &format!("{}.{prefix}", n + 1),
                 suffix,
                 kinds.1,
                 vec![m],
-                src,
+                None,
             ) {
                 aliases[m as usize].push(idx);
             }
