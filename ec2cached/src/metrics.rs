@@ -39,6 +39,17 @@ pub fn write(cfg: &Config) {
     }
 }
 
+/// Every label with its running total (0 for one never counted, so that `rate()` sees the first).
+fn totals<const N: usize>(
+    labels: [&'static str; N],
+    counted: &std::collections::BTreeMap<String, u64>,
+) -> Vec<(&'static str, u64)> {
+    labels
+        .iter()
+        .map(|l| (*l, counted.get(*l).copied().unwrap_or(0)))
+        .collect()
+}
+
 /// Why `path` must not be written: it is the snapshot or its status file under another
 /// spelling (`/var/lib/x/../x/hosts.snap`), which the config check cannot see.
 fn clashes(path: &Path, cfg: &Config) -> Option<String> {
@@ -142,13 +153,7 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
         );
     }
     if follower {
-        let counts: Vec<(&str, u64)> = Outcome::ALL
-            .iter()
-            .map(|o| {
-                let n = status.follow_fetches.get(o.label()).copied().unwrap_or(0);
-                (o.label(), n)
-            })
-            .collect();
+        let counts = totals(Outcome::ALL.map(Outcome::label), &status.follow_fetches);
         by(
             "ec2cached_follow_fetches_total",
             "Checks of the S3 object, by outcome.",
@@ -171,13 +176,7 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
              sweeps included.",
             status.api_requests_total,
         );
-        let counts: Vec<(&str, u64)> = Reason::ALL
-            .iter()
-            .map(|r| {
-                let n = status.poll_failures.get(r.label()).copied().unwrap_or(0);
-                (r.label(), n)
-            })
-            .collect();
+        let counts = totals(Reason::ALL.map(Reason::label), &status.poll_failures);
         by(
             "ec2cached_poll_failures_total",
             "Failed polls, by reason.",
