@@ -132,8 +132,8 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
     if let Some(h) = installed {
         gauge(
             "ec2cached_snapshot_generation_timestamp_seconds",
-            "When the sweep of the snapshot being served started, in Unix time (on a follower: \
-             the poller's sweep).",
+            "When the sweep of the installed snapshot started, in Unix time (on a follower: the \
+             poller's sweep), also once it is past its max_age.",
             secs(h.generated_unix),
         );
         gauge(
@@ -143,12 +143,12 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
         );
         gauge(
             "ec2cached_instances",
-            "Live instances in the snapshot being served.",
+            "Live instances in the installed snapshot.",
             i64::from(h.instances),
         );
         gauge(
             "ec2cached_names",
-            "Names in the snapshot being served.",
+            "Names in the installed snapshot.",
             i64::from(h.names),
         );
     }
