@@ -519,15 +519,16 @@ def cmd_accounts(a):
 # lookups: bench/bench.py at one size, one zone then five
 
 def parse_bench(text, n):
-    """From a bench.py report: the AF_UNSPEC row at N instances, targets, memory, refresh."""
+    """From a bench.py report: the AF_UNSPEC row at N instances, first use, memory, snapshot
+    bytes. Reports without a "floor hit" column (older ones) give the floor as None."""
     sec = text.split("## Lookups by fleet size, AF_UNSPEC", 1)[1].split("\n## ", 1)[0]
     head = [c.strip() for c in next(l for l in sec.splitlines() if l.startswith("| instances")).strip("|").split("|")]
     row = next(l for l in sec.splitlines() if l.startswith(f"| {n} |"))
     cells = dict(zip(head, [c.strip() for c in row.strip("|").split("|")]))
-    p50 = lambda c: float(cells[c].split("/")[0])
+    p50 = lambda c: float(cells[c].split("/")[0]) if c in cells else None
     out = dict(names=int(cells["names"]), ec2=p50("ec2 hit"), ec2_miss=p50("ec2 miss"), floor=p50("floor hit"),
                ratio=float(cells["ec2 ÷ floor"]), ec2_p99=float(cells["ec2 hit"].split("/")[1]))
-    m = re.search(r"^\| 100000 \| [\d.]+ \| [\d.]+ \| \d+ \| (\d+) \|", text.split("## The daemon", 1)[1], re.M)
+    m = re.search(rf"^\| {n} \| [\d.]+ \| [\d.]+ \| \d+ \| (\d+) \|", text.split("## The daemon", 1)[1], re.M)
     out["snapshot_bytes"] = int(m.group(1)) if m else None
     fu = re.search(rf"^\| {n} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", text.split("## A new process", 1)[1], re.M)
     out["first_use"] = float(fu.group(2)) if fu else None
@@ -538,29 +539,33 @@ def parse_bench(text, n):
 
 
 def cmd_lookups(a):
-    results = {}
-    for z in (0, 5):
-        out = Path(a.scratch) / f"bench-{a.size}-zones{z}.md"
-        if out.exists():
-            out.unlink()
-        env = dict(os.environ, BENCH_SIZES=str(a.size), BENCH_ITER=str(a.iter), BENCH_OUT=str(out))
-        env.setdefault("CARGO_TARGET_DIR", str(find_binary().parents[1]))
-        env.pop("BENCH_ZONES", None)
-        if z:
-            env["BENCH_ZONES"] = str(z)
-        log(f"bench.py: BENCH_SIZES={a.size} BENCH_ITER={a.iter} BENCH_ZONES={z or '(unset)'} BENCH_OUT={out}")
-        t = time.monotonic()
-        r = subprocess.run([sys.executable, str(ROOT / "bench/bench.py")], env=env, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(r.stderr[-3000:])
-        results[z] = dict(parse_bench(out.read_text(), a.size), out=str(out), seconds=time.monotonic() - t)
-        log(f"zones {z}: {results[z]}")
+    """bench.py at one size, default zone and BENCH_ZONES=5 in turn, --pairs times, the order
+    swapped every pair (0 5, 5 0, ...): a drift in the machine's load does not favour one."""
+    runs = []
+    for k in range(a.pairs):
+        for z in ((0, 5) if k % 2 == 0 else (5, 0)):
+            out = Path(a.scratch) / f"bench-{a.size}-zones{z}-{k + 1}.md"
+            if out.exists():
+                out.unlink()
+            env = dict(os.environ, BENCH_SIZES=str(a.size), BENCH_ITER=str(a.iter), BENCH_OUT=str(out))
+            env.setdefault("CARGO_TARGET_DIR", str(find_binary().parents[1]))
+            env.pop("BENCH_ZONES", None)
+            if z:
+                env["BENCH_ZONES"] = str(z)
+            log(f"bench.py: BENCH_SIZES={a.size} BENCH_ITER={a.iter} BENCH_ZONES={z or '(unset)'} BENCH_OUT={out}")
+            t = time.monotonic()
+            r = subprocess.run([sys.executable, str(ROOT / "bench/bench.py")], env=env, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(r.stderr[-3000:])
+            runs.append(dict(parse_bench(out.read_text(), a.size), zones=z, pair=k + 1, out=str(out),
+                             seconds=time.monotonic() - t))
+            log(f"zones {z}: {runs[-1]}")
     committed = None
     try:
         committed = parse_bench((ROOT / "docs/benchmarks.md").read_text(), a.size)
     except (StopIteration, IndexError, KeyError, AttributeError, ValueError):
         pass
-    save(a, "lookups", dict(size=a.size, iter=a.iter, one=results[0], five=results[5], committed=committed,
+    save(a, "lookups", dict(size=a.size, iter=a.iter, pairs=a.pairs, runs=runs, committed=committed,
                             machine=machine(), date=time.time()))
 
 
@@ -570,6 +575,8 @@ def cmd_lookups(a):
 def save(a, name, data):
     d = Path(a.results)
     d.mkdir(parents=True, exist_ok=True)
+    # Which build ran (binaries are rebuilt under a long run's feet): the binary's mtime.
+    data.setdefault("binary_built", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(find_binary().stat().st_mtime)))
     (d / f"{name}.json").write_text(json.dumps(data, indent=1))
     log(f"saved {d / (name + '.json')}")
 
@@ -587,14 +594,21 @@ def report(a):
     w.append("Made by `bench/zones.py` (issue 12): what `[[zone]]` and `[[account]]` cost. The five zones, in config "
              f"order: {zones_text(5)}. `bench/zones.py gen N` is `bench/genfleet.py N` (same instances, "
              "groups and services) plus, per instance, a unique Name tag, a team tag (8 teams), an "
-             "availability zone (3, by reservation) and a VPC (4, by 1 000 instances).")
+             "availability zone (3, by reservation) and a VPC (4, by 1 000 instances). `bench/zones.py all --write` "
+             "makes every part below and writes this section (about 20 minutes; `accounts`, `refresh`, "
+             "`lookups` one by one, then `report --write`); `bench/run` and `bench/fleet --write` keep it.")
     w.append("")
     any_ = acc or ref or lk
     if any_:
-        dates = [x["date"] for x in (acc, ref, lk) if x]
+        dates = ", ".join(f"{what} {time.strftime('%Y-%m-%d %H:%M', time.gmtime(x['date']))}"
+                          for what, x in (("accounts", acc), ("refresh", ref), ("lookups", lk)) if x)
         w.append(f"- machine: {any_['machine']}; {(acc or ref or {}).get('version', '')}"
                  + (f"; moto {acc['moto']}" if acc else ""))
-        w.append(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(max(dates)))}")
+        w.append(f"- dates (UTC, each part's end): {dates}")
+        built = ", ".join(f"{what} {x['binary_built']}" for what, x in (("accounts", acc), ("refresh", ref),
+                                                                         ("lookups", lk)) if x and x.get("binary_built"))
+        if built:
+            w.append(f"- `ec2cached` binary used, by its mtime (UTC): {built}")
         w.append("")
     if acc:
         n_total = acc["per"] * len(ACCOUNTS) * len(REGIONS)
@@ -621,7 +635,8 @@ def report(a):
         w.append("")
         n_roles = len({x["role_arn"] for x in acc["assumes"]})
         life = acc["lifetimes"][0] if acc["lifetimes"] else None
-        durs = sorted({str(x["duration"]) for x in acc["assumes"]})
+        durs = sorted({str(x["duration"]) for x in acc["assumes"] if x["duration"]})
+        durs = ", ".join(durs) if durs else "none (the SDK's default; moto's is 3600 s)"
         offsets = ", ".join(f"{x['t'] - acc['assumes'][0]['t']:.1f} s" for x in acc["assumes"])
         other = {k: v for k, v in acc["actions"].items() if k not in ("DescribeInstances", "AssumeRole")}
         w.append(f"- DescribeInstances per sweep: {'/'.join(map(str, sorted(set(dl))))} "
@@ -629,14 +644,16 @@ def report(a):
                  f"account-regions = {pages * len(ACCOUNTS) * len(REGIONS)}); over the run "
                  f"{acc['actions'].get('DescribeInstances', 0)} for {acc['sweeps']} sweeps (a sweep cut short by "
                  "SIGTERM may add its first pages).")
+        after = acc.get("assumes_after_first_sweep")
         w.append(f"- AssumeRole over the run: **{acc['actions'].get('AssumeRole', 0)}** for {n_roles} role "
                  f"account(s) ({', '.join(x['role_arn'] for x in acc['assumes'])}), at {offsets} from the "
-                 f"first" + (f"; {acc['assumes_after_first_sweep']} after the first sweep completed"
-                              if acc.get("assumes_after_first_sweep") is not None else "")
-                 + ": none per sweep or per region. DurationSeconds sent: {', '.join(durs)}; credentials moto returned expire "
-                 f"{life} s after issue" + (f", so about {len(ACCOUNTS) * 3600 / life:.0f} AssumeRole per hour for "
-                 f"{len(ACCOUNTS)} role accounts (accounts × 3600 / lifetime), whatever the interval or the number of regions."
-                 if life else "."))
+                 "first (each when the sweep first reached its account)"
+                 + (f"; {after} after the first sweep completed" if after is not None else "")
+                 + f": none per sweep or per region. DurationSeconds sent: {durs}; the credentials moto returned "
+                 f"expire {life} s after issue"
+                 + (f", so about {n_roles * 3600 / life:.0f} AssumeRole per hour for {n_roles} role accounts "
+                    "(accounts × 3600 / lifetime), whatever the interval or the number of regions."
+                    if life else "."))
         w.append(f"- other API calls: {json.dumps(other) if other else 'none'}.")
         med = sorted(acc["sweep_ms"])[len(acc["sweep_ms"]) // 2] / 1000 if acc["sweep_ms"] else float("nan")
         w.append(f"- the snapshot: {acc['instances']} instances, {acc['names']} names, {acc['snapshot_bytes']} bytes; "
@@ -666,35 +683,62 @@ def report(a):
             w.append(f"| {r['n']} | {r['zones']} | `{r['input']}` | {r['input_bytes']} | {r['names']} | {r['size']} "
                      f"| {r['cpu']:.2f} ({r['user']:.2f} + {r['sys']:.2f}) | {r['wall']:.2f} | {r['rss_mb']:.0f} |")
         w.append("")
+    if ref:
+        sent = []
+        for n in sorted({r["n"] for r in ref["rows"]}):
+            one = next(r for r in ref["rows"] if r["n"] == n and r["nzones"] == 0 and r["input"] == "zones.py gen")
+            five = next(r for r in ref["rows"] if r["n"] == n and r["nzones"] == 5)
+            sent.append(f"at {n}: CPU × {five['cpu'] / one['cpu']:.2f}, names × {five['names'] / one['names']:.2f}, "
+                        f"snapshot × {five['size'] / one['size']:.2f}, peak RSS × {five['rss_mb'] / one['rss_mb']:.2f}")
+        big = max(r["n"] for r in ref["rows"])
+        five = next(r for r in ref["rows"] if r["n"] == big and r["nzones"] == 5)
+        w.append("Five zones ÷ the default zone on the same input: " + "; ".join(sent) + ". The README's refresh "
+                 f"targets (at 100 000: CPU ≤ 2 s, peak RSS ≤ 300 MB) are stated for the default zone; five zones at "
+                 f"{big} take {five['cpu']:.2f} s and {five['rss_mb']:.0f} MB, "
+                 + ("within them." if five["cpu"] <= 2 and five["rss_mb"] <= 300 else "beyond them."))
+        w.append("")
     if lk:
-        one, five, com = lk["one"], lk["five"], lk["committed"]
+        com, runs = lk["committed"], lk["runs"]
         w.append("### Lookups with five zones")
         w.append("")
-        w.append(f"`bench/zones.py lookups`: `bench/bench.py` with BENCH_SIZES={lk['size']} BENCH_ITER={lk['iter']}, "
-                 "twice in a row, the default zone then BENCH_ZONES=5 (the five zones above, fleets from "
-                 "`zones.py gen`), each report written to a scratch file (BENCH_OUT). Each figure as in the "
-                 "tables above: `1.postgres.g1.ec2`, AF_UNSPEC, the best p50 of 7 runs in rounds with the floor "
-                 "module (which answers a constant), so that \"ec2 ÷ floor\" compares within one run.")
+        w.append(f"`bench/zones.py lookups --pairs {lk['pairs']}`: `bench/bench.py` with BENCH_SIZES={lk['size']} "
+                 f"BENCH_ITER={lk['iter']}, the default zone and BENCH_ZONES=5 (the five zones above, fleets from "
+                 f"`zones.py gen`) in turn, {lk['pairs']} of each, the order swapped every pair, each report "
+                 "written to a scratch file (BENCH_OUT). Each figure as in the tables above: `1.postgres.g1.ec2`, "
+                 "AF_UNSPEC, the best p50 of 7 runs made in rounds with the floor module (which answers a "
+                 "constant), so that \"ec2 ÷ floor\" compares within one bench.py run.")
         w.append("")
-        w.append("| zones | instances | names | snapshot bytes | ec2 hit p50 µs | ec2 miss p50 µs | floor p50 µs "
+        w.append("| zones | run | names | snapshot bytes | ec2 hit p50 µs | ec2 miss p50 µs | floor p50 µs "
                  "| ec2 ÷ floor | first use µs | private dirty KiB |")
-        w.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 
-        def row(label, r):
+        def row(label, when, r):
             fl = f"{r['floor']:.2f}" if r.get("floor") is not None else "–"
-            w.append(f"| {label} | {lk['size']} | {r['names']} | {r.get('snapshot_bytes') or '–'} | {r['ec2']:.2f} "
+            w.append(f"| {label} | {when} | {r['names']} | {r.get('snapshot_bytes') or '–'} | {r['ec2']:.2f} "
                      f"| {r['ec2_miss']:.2f} | {fl} | {r['ratio']:.2f} | {r.get('first_use') or '–'} "
                      f"| {r.get('dirty_kib') if r.get('dirty_kib') is not None else '–'} |")
 
         if com:
-            row(f"default, committed run above ({com['date']})", com)
-        row("default, this run", one)
-        row("five `[[zone]]`, this run", five)
+            row("default", f"committed, above ({com['date']})", com)
+        for r in runs:
+            row("five `[[zone]]`" if r["zones"] else "default", f"{r['date']} (pair {r['pair']})", r)
         w.append("")
-        w.append(f"Five zones ÷ one, same session: ec2 p50 {five['ec2'] / one['ec2']:.2f}, ec2 ÷ floor "
-                 f"{five['ratio']:.2f} against {one['ratio']:.2f}"
-                 + (f" (committed one-zone figure: {com['ratio']:.2f})" if com else "")
-                 + f"; names × {five['names'] / one['names']:.1f}.")
+        one = [r for r in runs if not r["zones"]]
+        five = [r for r in runs if r["zones"]]
+        w.append(f"At {lk['size']} instances, ec2 ÷ floor with five zones: "
+                 + ", ".join(f"{r['ratio']:.2f}" for r in five) + "; with the default zone in the same session: "
+                 + ", ".join(f"{r['ratio']:.2f}" for r in one)
+                 + (f" (committed: {com['ratio']:.2f})" if com else "")
+                 + f". Best ec2 p50 (the figure that repeats on a shared VM), five zones ÷ default: "
+                 f"{min(r['ec2'] for r in five):.2f} ÷ {min(r['ec2'] for r in one):.2f} µs = "
+                 f"{min(r['ec2'] for r in five) / min(r['ec2'] for r in one):.2f}, "
+                 f"with {five[0]['names'] / one[0]['names']:.1f} × the names and "
+                 f"{five[0]['snapshot_bytes'] / one[0]['snapshot_bytes']:.1f} × the snapshot bytes."
+                 + "".join(f" In the {'five-zone' if r['zones'] else 'default'} run of pair {r['pair']} the floor's "
+                           f"p50 ({r['floor']:.2f} µs) is above the others' (from {min(x['floor'] for x in runs):.2f}) "
+                           f"while ec2's ({r['ec2']:.2f}) is not: load on the floor's runs, hence its low ratio."
+                           for r in runs if r.get("floor") and r["floor"] > 1.2 * min(x["floor"] for x in runs)
+                           and r["ec2"] <= 1.1 * min(x["ec2"] for x in runs)))
         w.append("")
     return "\n".join(w).rstrip("\n") + "\n"
 
@@ -741,6 +785,7 @@ def main():
         if c in ("lookups", "all"):
             p.add_argument("--size", type=int, default=100000)
             p.add_argument("--iter", type=int, default=100000)
+            p.add_argument("--pairs", type=int, default=2, help="runs of each, order swapped per pair")
             p.add_argument("--scratch", default="/tmp")
         if c in ("report", "all"):
             p.add_argument("--write", action="store_true")
