@@ -28,15 +28,6 @@ fn suffix_of(i: &Ec2Instance, cfg: &Config) -> String {
     cfg.rules.suffix(i.namespace.as_deref())
 }
 
-/// `V[.under]` of a zone.
-fn at(zone: &Zone, vlabel: &str) -> String {
-    if zone.under.is_empty() {
-        vlabel.to_string()
-    } else {
-        format!("{vlabel}.{}", zone.under)
-    }
-}
-
 /// What one instance is in, source by source.
 fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance, built: &Built) {
     let rules = &cfg.rules;
@@ -101,7 +92,7 @@ fn instance_report(out: &mut String, cfg: &Config, i: &Ec2Instance, built: &Buil
         for v in all {
             let note = match label(v) {
                 _ if !i.zone_values(z, rules).contains(&v) => "not in security_groups".to_string(),
-                Ok(l) => outcome(format!("{}.{suffix}", at(z, &l))),
+                Ok(l) => outcome(format!("{}.{suffix}", z.prefix(&l))),
                 Err(e) => format!("not published: {e}"),
             };
             // Today's one zone reads as it always did: `group "tphon": tphon.ec2`.
@@ -342,9 +333,9 @@ fn candidates<'a>(
         }
         if let Some(n) = nth {
             let set = if service.is_empty() {
-                format!("{}.{}", at(z, vlabel), rules.suffix(ns))
+                format!("{}.{}", z.prefix(vlabel), rules.suffix(ns))
             } else {
-                format!("{service}.{}.{}", at(z, vlabel), rules.suffix(ns))
+                format!("{service}.{}.{}", z.prefix(vlabel), rules.suffix(ns))
             };
             let size = find_name(&set).map_or(0, |x| x.members.len());
             let _ = writeln!(out, "    {set} has {size} instance(s); #{n} does not exist");

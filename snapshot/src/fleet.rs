@@ -129,6 +129,15 @@ impl Zone {
         }
     }
 
+    /// The name of value label `vlabel` in this zone, before the suffix: `V` or `V.under`.
+    pub fn prefix(&self, vlabel: &str) -> String {
+        if self.under.is_empty() {
+            vlabel.to_string()
+        } else {
+            format!("{vlabel}.{}", self.under)
+        }
+    }
+
     /// `group "tphon"`, `tag:Name value "web 1"`: a value of this zone's key, for messages.
     pub fn key_subject(&self, raw: &str) -> String {
         self.key.subject(raw)
@@ -845,13 +854,6 @@ fn zone_names(
     } else {
         BTreeMap::new()
     };
-    let at = |l: &str| {
-        if zone.under.is_empty() {
-            l.to_string()
-        } else {
-            format!("{l}.{}", zone.under)
-        }
-    };
     let source = zone.describe();
     let mut published = 0;
     for (vlabel, raws) in &sets {
@@ -862,7 +864,7 @@ fn zone_names(
             .or_else(|| raws.keys().next())
             .copied()
             .unwrap_or_default();
-        let prefix = at(vlabel);
+        let prefix = zone.prefix(vlabel);
         for loser in raws.keys().filter(|r| **r != winner) {
             names.problems.insert(Problem {
                 subject: zone.key.subject(loser),
