@@ -58,8 +58,12 @@ install:
 		test -e $$dest || { sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/$${f##*:} > $$dest && chmod 0755 $$dest; }; \
 	done
 	install -D -m 0644 ec2cached/ec2cached.rules.yml $(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
+	# Routing only .ec2 to the DNS stub: examples, enabled by copying (README "DNS").
+	install -D -m 0644 ec2cached/dns/resolved-ec2.conf $(DESTDIR)$(DATADIR)/ec2cached/resolved-ec2.conf
+	install -D -m 0644 ec2cached/dns/dnsmasq-ec2.conf $(DESTDIR)$(DATADIR)/ec2cached/dnsmasq-ec2.conf
 	if [ "$(INSTALL_SERVICE)" = 1 ]; then \
 		install -D -m 0644 debian/ec2cached.service $(DESTDIR)$(UNITDIR)/ec2cached.service; \
+		install -D -m 0644 debian/ec2cached.ec2cached-dns.socket $(DESTDIR)$(UNITDIR)/ec2cached-dns.socket; \
 		install -D -m 0644 debian/ec2cached.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf; \
 		if [ -z "$(DESTDIR)" ]; then \
 			systemd-sysusers ec2cached.conf 2>/dev/null || \
@@ -78,7 +82,10 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/lib/sysusers.d/ec2cached.conf \
 		$(DESTDIR)$(SYSCONFDIR)/facter/facts.d/ec2cached \
 		$(DESTDIR)$(SYSCONFDIR)/ansible/facts.d/ec2cached.fact \
-		$(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
+		$(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml \
+		$(DESTDIR)$(DATADIR)/ec2cached/resolved-ec2.conf \
+		$(DESTDIR)$(DATADIR)/ec2cached/dnsmasq-ec2.conf \
+		$(DESTDIR)$(UNITDIR)/ec2cached-dns.socket
 	rmdir $(DESTDIR)$(DATADIR)/ec2cached 2>/dev/null || true
 
 # The same edits as the Debian package's maintainer scripts (dh_installnss).

@@ -54,6 +54,13 @@ ensure_debian_packages() {
         command -v lintian >/dev/null || want+=(lintian)
         command -v debootstrap >/dev/null || want+=(debootstrap)
         command -v systemd-analyze >/dev/null || want+=(systemd)
+        # DNS (issue 13): the clients and servers the stub and the exports are tested with.
+        command -v dig >/dev/null || want+=(dnsutils)
+        command -v kdig >/dev/null || want+=(knot-dnsutils)
+        command -v named-checkzone >/dev/null || want+=(bind9-utils)
+        command -v musl-gcc >/dev/null || want+=(musl-tools)
+        command -v go >/dev/null || want+=(golang-go)
+        command -v dnsperf >/dev/null || want+=(dnsperf)
     fi
     # The real clients of the facts and metrics (without their recommends: no X, no docs).
     local lean=()
@@ -61,17 +68,21 @@ ensure_debian_packages() {
         command -v facter >/dev/null || lean+=(facter)
         command -v ansible >/dev/null || lean+=(ansible-core)
         command -v promtool >/dev/null || lean+=(prometheus)
+        command -v unbound >/dev/null || lean+=(unbound)
     fi
     if [ ${#want[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
         echo "installing: ${want[*]} ${lean[*]}"
         $sudo apt-get update -qq
         [ ${#want[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}"
         if [ ${#lean[@]} -gt 0 ]; then
-            # promtool comes with Debian's Prometheus server: a policy-rc.d that refuses (101)
-            # keeps its service (listening on *:9090) from starting on this machine, and it is
-            # disabled at boot, when this script installed it (not an operator's own).
-            local policy="" ours=""
-            dpkg -s prometheus >/dev/null 2>&1 || ours=1
+            # promtool comes with Debian's Prometheus server, and unbound is a server too: a
+            # policy-rc.d that refuses (101) keeps their services (*:9090, 127.0.0.1:53) from
+            # starting on this machine, and they are disabled at boot, when this script
+            # installed them (not an operator's own).
+            local policy="" ours=() s
+            for s in prometheus unbound; do
+                dpkg -s "$s" >/dev/null 2>&1 || ours+=("$s")
+            done
             if [ ! -e /usr/sbin/policy-rc.d ]; then
                 policy=/usr/sbin/policy-rc.d
                 printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
@@ -87,9 +98,9 @@ ensure_debian_packages() {
                 trap - INT TERM
             fi
             [ "$rc" = 0 ] || return "$rc"
-            if [ -n "$ours" ]; then
-                $sudo systemctl disable --quiet prometheus.service 2>/dev/null || true
-            fi
+            for s in "${ours[@]}"; do
+                $sudo systemctl disable --quiet "$s.service" 2>/dev/null || true
+            done
         fi
     fi
     if ! command -v cargo >/dev/null; then

@@ -49,6 +49,7 @@ struct Raw {
     publish: Option<RawPublish>,
     follow: Option<RawFollow>,
     metrics: Option<RawMetrics>,
+    dns: Option<RawDns>,
     zone: Option<Vec<RawZone>>,
     name: Option<Vec<RawName>>,
     account: Option<Vec<RawAccount>>,
@@ -107,6 +108,12 @@ impl Account {
             (None, None) => "the host's account".into(),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +239,9 @@ pub struct Config {
     pub metrics_textfile: Option<PathBuf>,
     /// `[[account]]`; empty: the host's own credentials, as before accounts existed.
     pub accounts: Vec<Account>,
+    /// `[dns] listen`: where the DNS stub answers (UDP and TCP each); empty: no stub, unless
+    /// systemd passes sockets (`ec2cached-dns.socket`).
+    pub dns_listen: Vec<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -484,6 +494,23 @@ impl Config {
                 Some(t)
             }
         };
+        let mut dns_listen = Vec::new();
+        if let Some(d) = raw.dns {
+            if d.listen.is_empty() {
+                return Err(err(
+                    Some("dns.listen"),
+                    "lists no ADDRESS:PORT (leave [dns] out for no stub)".into(),
+                ));
+            }
+            for (i, text) in d.listen.iter().enumerate() {
+                let key = format!("dns.listen[{i}]");
+                let a = crate::dns::parse_listen(text).map_err(|e| err(Some(&key), e))?;
+                if dns_listen.contains(&a) {
+                    return Err(err(Some(&key), format!("{a} is listed twice")));
+                }
+                dns_listen.push(a);
+            }
+        }
         let zones =
             match raw.zone {
                 None => vec![Zone::default_zone()],
@@ -726,6 +753,7 @@ impl Config {
             follow,
             metrics_textfile,
             accounts,
+            dns_listen,
         })
     }
 }
@@ -786,6 +814,48 @@ max_age         = 3600
                 );
                 assert!(!got.contains('\n'));
             }
+        }
+    }
+
+    #[test]
+    fn dns_listen_takes_address_port_pairs_once_each() {
+        let c = parse("[dns]\nlisten = [\"127.0.0.153:53\", \"[::1]:5353\"]").unwrap();
+        assert_eq!(
+            c.dns_listen,
+            vec![
+                "127.0.0.153:53".parse().unwrap(),
+                "[::1]:5353".parse().unwrap()
+            ]
+        );
+        assert!(parse("").unwrap().dns_listen.is_empty());
+        for (text, want) in [
+            ("listen = []", "key `dns.listen`: lists no ADDRESS:PORT"),
+            (
+                "listen = [\"nope\"]",
+                "key `dns.listen[0]`: \"nope\" is not ADDRESS:PORT",
+            ),
+            (
+                "listen = [\"127.0.0.1\"]",
+                "key `dns.listen[0]`: \"127.0.0.1\" is not",
+            ),
+            (
+                "listen = [\"127.0.0.1:0\"]",
+                "key `dns.listen[0]`: \"127.0.0.1:0\": port 0",
+            ),
+            (
+                "listen = [\"127.0.0.1:53\", \"127.0.0.1:53\"]",
+                "key `dns.listen[1]`: 127.0.0.1:53 is listed twice",
+            ),
+            (
+                "listen = \"127.0.0.1:53\"",
+                "key `dns.listen`: invalid type",
+            ),
+            ("port = 53", "unknown field `port`"),
+        ] {
+            let got = parse(&format!("[dns]\n{text}")).unwrap_err();
+            assert!(got.starts_with("/etc/x.toml: "), "{got}");
+            assert!(got.contains(want), "{text}: {got}");
+            assert!(!got.contains('\n'), "{got}");
         }
     }
 

@@ -169,6 +169,10 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
         interval = cfg.interval,
         "ec2cached starting"
     );
+    // The stub answers from the installed snapshot whatever the first poll does.
+    if let Some(sockets) = crate::dns::sockets(&cfg)? {
+        crate::dns::start(&cfg, sockets)?;
+    }
     let mut role = Role::new(&cfg).await?;
     let follower = matches!(role, Role::Follower(_));
     let (wake_tx, mut wake) = tokio::sync::mpsc::channel(1);

@@ -95,8 +95,9 @@ pub async fn identity() -> Result<Identity, String> {
         .map_err(|e| no_imds(format!("not an identity document: {e}")))
 }
 
-/// The facts of the host `id` is, from the snapshot at `cfg.snapshot`.
-pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, String> {
+/// The installed snapshot's bytes, when the module would answer from it: it parses and is within
+/// its `max_age`. Otherwise one line saying why (`facts`, `export`).
+pub fn read_usable(cfg: &Config, now: u64) -> Result<Vec<u8>, String> {
     let path = cfg.snapshot.display();
     let bytes = std::fs::read(&cfg.snapshot).map_err(|e| {
         format!("no snapshot at {path}: {e} (is ec2cached running and has it polled?)")
@@ -113,6 +114,15 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
             String::from_utf8_lossy(snap.domain())
         ));
     }
+    Ok(bytes)
+}
+
+/// The facts of the host `id` is, from the snapshot at `cfg.snapshot`.
+pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, String> {
+    let path = cfg.snapshot.display();
+    let bytes = read_usable(cfg, now)?;
+    let snap = Snapshot::parse(&bytes)
+        .map_err(|e| format!("the snapshot at {path} is not usable: {e}"))?;
     let domain = String::from_utf8_lossy(snap.domain()).into_owned();
     let corrupt = |e: nss_ec2_snapshot::Corrupt| format!("the snapshot at {path} is damaged: {e}");
     let query = format!("{}.{domain}", id.instance_id);
@@ -132,7 +142,7 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
             "{} is not in the snapshot at {path} (sweep of {}): not running, not in the polled \
              groups or regions, or launched since",
             id.instance_id,
-            crate::status::utc(h.generated_unix)
+            crate::status::utc(snap.header().generated_unix)
         ));
     };
     let mut names: Vec<(String, Kind)> = Vec::new();

@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod daemon;
+pub mod dns;
 pub mod explain;
+pub mod export;
 pub mod facts;
 pub mod fleet;
 pub mod keys;

@@ -26,6 +26,10 @@ Commands:
                                 whether the installed module reads the snapshot
   facts                         Print this host's identity (from IMDSv2) and its groups, services
                                 and names (from the snapshot) as JSON, for Facter and Ansible
+  export --format FORMAT [--output FILE]
+                                Write the snapshot's names for a DNS server: hosts, zone,
+                                dnsmasq, unbound, or reverse-zone (one file per zone into the
+                                directory --output)
   explain NAME|INSTANCE-ID [--from-file F.json]
                                 Say why instances are or are not behind a name (polls the API,
                                 or reads F.json)
@@ -101,6 +105,15 @@ enum Command {
     /// Print this host's identity (IMDSv2) and its groups, services and names (from the
     /// snapshot) as one JSON object.
     Facts,
+    /// Write the installed snapshot's names in a DNS server's format (no API call).
+    Export {
+        /// hosts, zone, dnsmasq, unbound or reverse-zone.
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: ec2cached::export::Kind,
+        /// Replace this file atomically instead of printing (reverse-zone: a directory).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Say why instances are or are not behind a name (polls the API, or reads --from-file).
     Explain {
         /// A name (`postgres.tphon.ec2`) or an instance id (`i-0abc...`).
@@ -269,6 +282,9 @@ fn main() -> ExitCode {
             r
         }
         Command::Facts => facts(&cfg),
+        Command::Export { format, output } => {
+            ec2cached::export::run(&cfg, *format, output.as_deref(), now())
+        }
         Command::Status => {
             let (text, healthy) = status::report(&cfg);
             print!("{text}");

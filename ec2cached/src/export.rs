@@ -1,0 +1,65 @@
+//! `ec2cached export`: the installed snapshot's names for a DNS server (no API call).
+//! The formats are those of [`nss_ec2_dns::export`].
+
+use crate::config::Config;
+use nss_ec2_dns::export::{self, Format};
+use nss_ec2_snapshot::Snapshot;
+use std::path::Path;
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// `/etc/hosts` lines (dnsmasq `addn-hosts`, CoreDNS `hosts`).
+    Hosts,
+    /// The forward zone file of the domain (BIND, NSD, Knot, CoreDNS `file`).
+    Zone,
+    /// A dnsmasq conf snippet (`local=/D/` and `host-record=`).
+    Dnsmasq,
+    /// unbound `local-zone`/`local-data` in a `server:` clause.
+    Unbound,
+    /// The PTR records as zone files, one per /8 of IPv4 and /32 of IPv6: needs --output DIR.
+    ReverseZone,
+}
+
+/// Writes the export to `output` atomically (or to stdout); `reverse-zone` writes one file per
+/// zone into the directory `output` and lists them on stdout (`ORIGIN FILE`).
+pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<(), String> {
+    let bytes = crate::facts::read_usable(cfg, now)?;
+    let snap = Snapshot::parse(&bytes).map_err(|e| e.to_string())?;
+    let write = |path: &Path, text: &str| {
+        crate::publish::write_atomic(path, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    let format = match kind {
+        Kind::Hosts => Format::Hosts,
+        Kind::Zone => Format::Zone,
+        Kind::Dnsmasq => Format::Dnsmasq,
+        Kind::Unbound => Format::Unbound,
+        Kind::ReverseZone => {
+            let Some(dir) = output.filter(|d| d.is_dir()) else {
+                return Err(
+                    "--format reverse-zone writes one file per zone: --output must name a \
+                     directory"
+                        .into(),
+                );
+            };
+            let zones = export::reverse_zones(&snap).map_err(|e| e.to_string())?;
+            for z in &zones {
+                let file = dir.join(format!("{}zone", z.origin));
+                write(&file, &z.text)?;
+                println!("{} {}", z.origin, file.display());
+            }
+            return Ok(());
+        }
+    };
+    let text = export::forward(&snap, format).map_err(|e| e.to_string())?;
+    match output {
+        Some(path) => write(path, &text),
+        None => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("stdout: {e}"))
+        }
+    }
+}
