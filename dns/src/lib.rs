@@ -270,22 +270,27 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
     // Build no more records than could fit: every A/AAAA record takes at least 16 bytes.
     let cap = limit / 16 + 1;
     let mut records = Vec::new();
+    // Stops at `cap` whatever the size of the name: the work of a query is bounded by what its
+    // answer can hold, not by the group behind it.
     let mut add = |family: Family| {
-        let mut n = 0;
-        let r = found.for_each_addr(family, |a| {
-            if n >= cap {
-                return;
+        for m in found.members() {
+            if records.len() >= cap {
+                break;
             }
-            n += 1;
-            let rdata = match family {
-                Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
-                Family::V6 => <[u8; 16]>::try_from(a).map(|b| RData::AAAA(AAAA(Ipv6Addr::from(b)))),
-            };
-            if let Ok(rdata) = rdata {
-                records.push(Record::from_rdata(owner.clone(), ttl, rdata));
-            }
-        });
-        r.is_ok()
+            let Ok(m) = m else { return false };
+            m.for_each_addr(family, |a| {
+                let rdata = match family {
+                    Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
+                    Family::V6 => {
+                        <[u8; 16]>::try_from(a).map(|b| RData::AAAA(AAAA(Ipv6Addr::from(b))))
+                    }
+                };
+                if let Ok(rdata) = rdata {
+                    records.push(Record::from_rdata(owner.clone(), ttl, rdata));
+                }
+            });
+        }
+        true
     };
     let ok = match qtype {
         RecordType::A => add(Family::V4),
@@ -306,22 +311,28 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
 
 /// PTR for an address of the snapshot; REFUSED for any other reverse name (not our zone).
 fn answer_reverse(zone: &Zone<'_>, q: &Query, addr: Addr, resp: &mut Message) {
-    let found = zone.served.and_then(|(snap, _)| {
-        let inst = match addr {
-            Addr::V4(a) => snap.reverse_v4(a),
-            Addr::V6(a) => snap.reverse_v6(a),
-        };
-        let inst = inst.ok()??;
-        let mut names = vec![inst.name().ok()?];
-        for a in inst.aliases() {
-            names.push(a.ok()?);
-        }
-        Some((snap.header().interval_secs, names))
-    });
-    let Some((ttl, names)) = found else {
+    let Some((snap, _)) = zone.served else {
         resp.metadata.response_code = ResponseCode::Refused;
         return;
     };
+    let inst = match addr {
+        Addr::V4(a) => snap.reverse_v4(a),
+        Addr::V6(a) => snap.reverse_v6(a),
+    };
+    let names: Result<Vec<&[u8]>, _> = match inst {
+        Ok(None) => {
+            // Not an instance address: not ours to answer, another server may know it.
+            resp.metadata.response_code = ResponseCode::Refused;
+            return;
+        }
+        Ok(Some(inst)) => std::iter::once(inst.name()).chain(inst.aliases()).collect(),
+        Err(e) => Err(e),
+    };
+    let Ok(names) = names else {
+        *resp = servfail(resp);
+        return;
+    };
+    let ttl = snap.header().interval_secs;
     resp.metadata.authoritative = true;
     if !matches!(q.query_type(), RecordType::PTR | RecordType::ANY) {
         return;
@@ -437,8 +448,15 @@ pub fn soa_serial(snap: &Snapshot<'_>) -> u32 {
 
 /// The wire form within `limit`: whole if it fits, else the first answers that fit with TC set.
 fn encode(resp: &Message, limit: usize) -> Vec<u8> {
+    // hickory-proto stops at 65 535 bytes itself, with TC set: only an encoding that holds every
+    // record (the header's counts say so) is whole.
+    let counts = |b: &[u8], at: usize| b.get(at..at + 2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+    let holds = |b: &[u8], m: &Message| {
+        counts(b, 6) == Some(m.answers.len() as u16)
+            && counts(b, 8) == Some(m.authorities.len() as u16)
+    };
     let whole = resp.to_vec().unwrap_or_default();
-    if !whole.is_empty() && whole.len() <= limit {
+    if !whole.is_empty() && whole.len() <= limit && holds(&whole, resp) {
         return whole;
     }
     let mut m = resp.clone();
@@ -450,7 +468,7 @@ fn encode(resp: &Message, limit: usize) -> Vec<u8> {
     let (mut lo, mut hi) = (0usize, resp.answers.len());
     let fits = |m: &mut Message, k: usize| {
         m.answers = resp.answers[..k].to_vec();
-        m.to_vec().ok().filter(|b| b.len() <= limit)
+        m.to_vec().ok().filter(|b| b.len() <= limit && holds(b, m))
     };
     let mut best = fits(&mut m, 0);
     while lo < hi {

@@ -79,7 +79,8 @@ pub fn fixture() -> Vec<u8> {
 /// One fuzz input: the query path on the fixture (first byte even: UDP, odd: TCP), or, with no
 /// snapshot installed, the same bytes; checks what must hold for any input: no panic, an answer
 /// that parses, never larger than the transport allows, a UDP answer to a query without EDNS at
-/// most 512 bytes, and an answer to a response never.
+/// most 512 bytes, no bytes beyond the records the header counts, and an answer to a response
+/// never.
 pub fn fuzz_one(data: &[u8]) {
     let Some((&mode, query)) = data.split_first() else {
         return;
@@ -127,5 +128,10 @@ pub fn fuzz_one(data: &[u8]) {
             );
         }
     }
-    drop(parsed);
+    // No trailing bytes, no half record: the answer is exactly what its header counts.
+    assert_eq!(
+        parsed.to_vec().expect("re-encodes"),
+        out,
+        "trailing or damaged bytes"
+    );
 }

@@ -402,3 +402,67 @@ fn unbound_export_is_a_static_zone() {
     assert!(u.contains("  local-data: \"postgres.tphon.ec2. 30 IN A 10.0.0.1\"\n"));
     assert!(u.contains("  local-data-ptr: \"10.0.0.1 30 i-1.ec2.\"\n"));
 }
+
+/// A group of `n` instances (10.2.x.y), its name `huge.ec2`.
+fn huge(n: u32) -> Vec<u8> {
+    use nss_ec2_snapshot::{Instance, Kind, Meta, Table};
+    let mut t = Table::default();
+    for k in 0..n {
+        t.names.push(nss_ec2_snapshot::Name {
+            name: format!("i-{k}.ec2"),
+            kind: Kind::Instance,
+            members: vec![k],
+        });
+        t.instances.push(Instance {
+            name: k,
+            v4: Some([10, 2, (k >> 8) as u8, k as u8]),
+            ..Default::default()
+        });
+    }
+    t.names.push(nss_ec2_snapshot::Name {
+        name: "huge.ec2".into(),
+        kind: Kind::Group,
+        members: (0..n).collect(),
+    });
+    t.encode(&Meta {
+        domain: "ec2".into(),
+        generated_unix: GEN,
+        interval_secs: 30,
+        max_age_secs: 0,
+    })
+    .unwrap()
+}
+
+#[test]
+fn an_answer_over_64_kib_keeps_whole_records_and_says_tc_even_over_tcp() {
+    let bytes = huge(6000);
+    for t in [RecordType::A, RecordType::ANY] {
+        let m = query("huge.ec2.", t);
+        let (r, len) = ask_with(&bytes, &m, Transport::Tcp);
+        assert!(len <= TCP_MAX, "{len}");
+        assert!(r.metadata.truncation, "not all 6000 fit in 64 KiB");
+        assert!(r.answers.len() > 1000, "{}", r.answers.len());
+        // No trailing bytes: what was sent is exactly the records the header counts.
+        let wire = respond(
+            &Zone {
+                domain: "ec2",
+                served: Some((
+                    &Snapshot::parse(&bytes).unwrap(),
+                    &Index::build(&Snapshot::parse(&bytes).unwrap()),
+                )),
+            },
+            &m.to_vec().unwrap(),
+            Transport::Tcp,
+        )
+        .unwrap();
+        assert_eq!(
+            r.to_vec().unwrap(),
+            wire,
+            "re-encoding gives the same bytes"
+        );
+        assert_eq!(addrs(&r)[0], "10.2.0.0");
+    }
+    // Over UDP the work stops at what 512 bytes can hold.
+    let (r, len) = ask_with(&bytes, &query("huge.ec2.", RecordType::A), Transport::Udp);
+    assert!(len <= 512 && r.metadata.truncation && !r.answers.is_empty());
+}

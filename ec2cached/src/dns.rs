@@ -27,9 +27,12 @@ use std::time::{Duration, Instant};
 pub const RECHECK: Duration = Duration::from_millis(100);
 /// TCP connections served at once; more are closed at once.
 pub const MAX_TCP: usize = 64;
-/// A TCP connection without a complete query for this long is closed (RFC 7766 suggests some
+/// A TCP connection without a new query for this long is closed (RFC 7766 suggests some
 /// seconds).
 pub const TCP_IDLE: Duration = Duration::from_secs(10);
+/// A query must arrive whole this soon after its first byte: a client trickling bytes does not
+/// hold a connection slot for long.
+pub const TCP_MESSAGE: Duration = Duration::from_secs(3);
 /// Largest snapshot mapped (offsets are 32 bit), as in the module.
 const MAX_LEN: u64 = u32::MAX as u64;
 
@@ -74,14 +77,25 @@ pub fn sockets(cfg: &Config) -> Result<Option<Sockets>, String> {
             // checked by listen_fds) and nothing else in the process owns or closes it.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             use nix::sys::socket::{getsockopt, sockopt, SockType};
+            let bad = |what: String| {
+                format!("descriptor {fd} passed by systemd is not a UDP socket or a listening TCP socket: {what}")
+            };
+            // local_addr() fails for anything but an IPv4 or IPv6 socket (AF_UNIX, ...).
             match getsockopt(&owned.as_fd(), sockopt::SockType) {
-                Ok(SockType::Datagram) => s.udp.push(UdpSocket::from(owned)),
-                Ok(SockType::Stream) => s.tcp.push(TcpListener::from(owned)),
-                other => {
-                    return Err(format!(
-                        "descriptor {fd} passed by systemd is not a UDP or TCP socket ({other:?})"
-                    ))
+                Ok(SockType::Datagram) => {
+                    let u = UdpSocket::from(owned);
+                    u.local_addr().map_err(|e| bad(e.to_string()))?;
+                    s.udp.push(u);
                 }
+                Ok(SockType::Stream) => {
+                    if getsockopt(&owned.as_fd(), sockopt::AcceptConn) != Ok(true) {
+                        return Err(bad("not listening".into()));
+                    }
+                    let l = TcpListener::from(owned);
+                    l.local_addr().map_err(|e| bad(e.to_string()))?;
+                    s.tcp.push(l);
+                }
+                other => return Err(bad(format!("{other:?}"))),
             }
         }
         return Ok(Some(s));
@@ -162,7 +176,12 @@ struct Loaded {
 }
 
 fn load(path: &Path) -> Result<(Ident, Option<Loaded>), std::io::Error> {
-    let f = std::fs::File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Never a symlink (as the module), never block on a FIFO put in its place.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
     let meta = f.metadata()?;
     let ident = Ident::of(&meta);
     if !meta.is_file() || meta.len() > MAX_LEN {
@@ -188,14 +207,12 @@ fn load(path: &Path) -> Result<(Ident, Option<Loaded>), std::io::Error> {
 }
 
 struct State {
-    checked: Option<Instant>,
-    /// A thread is looking at the file: the others answer from what is loaded.
-    loading: bool,
     ident: Option<Ident>,
     loaded: Option<Arc<Loaded>>,
 }
 
-/// The installed snapshot as the stub sees it, re-checked at most every [`RECHECK`].
+/// The installed snapshot as the stub sees it. A loader thread looks at the file every
+/// [`RECHECK`] ([`Current::refresh`]); queries only take the loaded one, never wait for a load.
 pub struct Current {
     path: PathBuf,
     domain: String,
@@ -203,52 +220,43 @@ pub struct Current {
 }
 
 impl Current {
-    /// Nothing loaded yet: the first query loads.
+    /// Nothing loaded yet: [`Current::refresh`] loads.
     pub fn new(cfg: &Config) -> Current {
         Current {
             path: cfg.snapshot.clone(),
             domain: cfg.rules.domain.clone(),
             state: Mutex::new(State {
-                checked: None,
-                loading: false,
                 ident: None,
                 loaded: None,
             }),
         }
     }
 
-    /// The snapshot to answer from. Looking at the file takes one `stat` at most every
-    /// [`RECHECK`]; mapping and indexing a new one happens outside the lock, while the other
-    /// threads go on answering from the previous one.
-    fn get(&self) -> Option<Arc<Loaded>> {
-        let lock = || self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let known = {
-            let mut st = lock();
-            if st.loading || st.checked.is_some_and(|t| now.duration_since(t) < RECHECK) {
-                return st.loaded.clone();
-            }
-            st.checked = Some(now);
-            st.loading = true;
-            st.ident
-        };
-        let update = match std::fs::metadata(&self.path) {
-            Ok(m) if Some(Ident::of(&m)) == known => None,
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks at the file once (one `lstat`); maps and indexes it when it is another one, without
+    /// holding the lock the queries take. Not a regular file (gone, a symlink, a FIFO): none.
+    pub fn refresh(&self) {
+        let known = self.lock().ident;
+        let update = match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if Some(Ident::of(&m)) == known => return,
+            Ok(m) if !m.is_file() => (Some(Ident::of(&m)), None),
             Ok(_) => match load(&self.path) {
-                Ok((ident, loaded)) => Some((Some(ident), loaded.map(Arc::new))),
+                Ok((ident, loaded)) => (Some(ident), loaded.map(Arc::new)),
                 // Out of memory or descriptors says nothing about the file: keep what we have.
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => None,
-                Err(_) => Some((None, None)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return,
+                Err(_) => (None, None),
             },
-            Err(_) => Some((None, None)),
+            Err(_) => (None, None),
         };
-        let mut st = lock();
-        st.loading = false;
-        if let Some((ident, loaded)) = update {
-            st.ident = ident;
-            st.loaded = loaded;
-        }
-        st.loaded.clone()
+        let mut st = self.lock();
+        (st.ident, st.loaded) = update;
+    }
+
+    fn get(&self) -> Option<Arc<Loaded>> {
+        self.lock().loaded.clone()
     }
 
     /// The answer to one query (see [`nss_ec2_dns::respond`]); a snapshot past its `max_age`
@@ -286,6 +294,8 @@ impl Current {
 /// Starts the stub's threads on `sockets`; they run until the process exits.
 pub fn start(cfg: &Config, sockets: Sockets) -> Result<(), String> {
     let current = Arc::new(Current::new(cfg));
+    // Loaded before the first query; then every RECHECK, on a thread of its own.
+    current.refresh();
     tracing::info!(
         activated = sockets.activated,
         "dns: answering for {} on {}",
@@ -306,6 +316,14 @@ pub fn start(cfg: &Config, sockets: Sockets) -> Result<(), String> {
             .map_err(|e| format!("dns: {e}"))?;
         spawn("dns-udp", Box::new(move || serve_udp(&sock, &c)))?;
     }
+    let c = current.clone();
+    spawn(
+        "dns-loader",
+        Box::new(move || loop {
+            std::thread::sleep(RECHECK);
+            c.refresh();
+        }),
+    )?;
     let active = Arc::new(AtomicUsize::new(0));
     for l in sockets.tcp {
         let c = current.clone();
@@ -370,17 +388,38 @@ fn serve_tcp(listener: &TcpListener, current: &Arc<Current>, active: &Arc<Atomic
     }
 }
 
-/// Queries in a row on one connection (RFC 7766), each a 2-byte length and a message.
+/// Fills `buf` from `s` before `deadline`; an error when the peer closes or the time is up.
+fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        s.set_read_timeout(Some(left))?;
+        match s.read(&mut buf[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Queries in a row on one connection (RFC 7766), each a 2-byte length and a message: the first
+/// byte within [`TCP_IDLE`], the rest within [`TCP_MESSAGE`].
 fn serve_connection(mut s: TcpStream, current: &Current) -> std::io::Result<()> {
-    s.set_read_timeout(Some(TCP_IDLE))?;
-    s.set_write_timeout(Some(TCP_IDLE))?;
+    s.set_write_timeout(Some(TCP_MESSAGE))?;
     s.set_nodelay(true)?;
     let mut msg = vec![0u8; 65_535];
     loop {
         let mut len = [0u8; 2];
-        s.read_exact(&mut len)?;
+        read_by(&mut s, &mut len[..1], Instant::now() + TCP_IDLE)?;
+        let deadline = Instant::now() + TCP_MESSAGE;
+        read_by(&mut s, &mut len[1..], deadline)?;
         let len = usize::from(u16::from_be_bytes(len));
-        s.read_exact(&mut msg[..len])?;
+        read_by(&mut s, &mut msg[..len], deadline)?;
         match current.answer(&msg[..len], Transport::Tcp) {
             Some(resp) => {
                 let mut out = Vec::with_capacity(resp.len() + 2);
@@ -443,21 +482,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snap = dir.path().join("hosts.snap");
         let c = current(dir.path());
+        c.refresh();
         assert_eq!(ask(&c), (ResponseCode::ServFail, vec![]), "no file yet");
         let now = crate::publish::now();
         crate::publish::write_atomic(&snap, &tiny("ec2", now, 1)).unwrap();
-        std::thread::sleep(RECHECK);
+        c.refresh();
         assert_eq!(ask(&c), (ResponseCode::NoError, vec!["10.0.0.1".into()]));
         crate::publish::write_atomic(&snap, &tiny("ec2", now + 1, 2)).unwrap();
-        // Within RECHECK the mapped generation still answers, then the new one.
-        std::thread::sleep(RECHECK + Duration::from_millis(20));
+        assert_eq!(
+            ask(&c).1,
+            vec!["10.0.0.1".to_string()],
+            "until the loader looks"
+        );
+        c.refresh();
         assert_eq!(ask(&c), (ResponseCode::NoError, vec!["10.0.0.2".into()]));
         crate::publish::write_atomic(&snap, b"not a snapshot").unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(20));
+        c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail, "corrupt");
         std::fs::remove_file(&snap).unwrap();
-        std::thread::sleep(RECHECK + Duration::from_millis(20));
+        c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail, "removed");
+        // A FIFO or a symlink in its place: none, and no thread blocks on it.
+        nix::unistd::mkfifo(&snap, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::ServFail, "fifo");
+        std::fs::remove_file(&snap).unwrap();
+        let real = dir.path().join("real.snap");
+        crate::publish::write_atomic(&real, &tiny("ec2", now + 2, 3)).unwrap();
+        std::os::unix::fs::symlink(&real, &snap).unwrap();
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::ServFail, "symlink");
     }
 
     #[test]
@@ -469,6 +523,8 @@ mod tests {
         nss_ec2_snapshot::format::seal_header(&mut bytes);
         assert_eq!(Snapshot::parse(&bytes).unwrap().header().max_age_secs, 60);
         crate::publish::write_atomic(&dir.path().join("hosts.snap"), &bytes).unwrap();
-        assert_eq!(ask(&current(dir.path())).0, ResponseCode::ServFail);
+        let c = current(dir.path());
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::ServFail);
     }
 }

@@ -44,11 +44,14 @@ pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<
                 );
             };
             let zones = export::reverse_zones(&snap).map_err(|e| e.to_string())?;
+            let mut written = Vec::new();
             for z in &zones {
                 let file = dir.join(format!("{}zone", z.origin));
                 write(&file, &z.text)?;
                 println!("{} {}", z.origin, file.display());
+                written.push(file);
             }
+            remove_stale_zones(dir, &written);
             return Ok(());
         }
     };
@@ -60,6 +63,34 @@ pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<
             std::io::stdout()
                 .write_all(text.as_bytes())
                 .map_err(|e| format!("stdout: {e}"))
+        }
+    }
+}
+
+/// What every reverse zone file this command writes begins with.
+const REVERSE_HEADER: &str = "; ec2cached export --format reverse-zone:";
+
+/// Removes the reverse zones an earlier export wrote into `dir` that this one did not (a /8 or
+/// /32 without instances now): a server loading `DIR/*.zone` would go on answering from them.
+/// Only files named `*.arpa.zone` that begin with this command's header are touched.
+fn remove_stale_zones(dir: &Path, written: &[std::path::PathBuf]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let ours = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".arpa.zone"))
+            && !written.contains(&p)
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::read(&p).is_ok_and(|b| b.starts_with(REVERSE_HEADER.as_bytes()));
+        if ours && std::fs::remove_file(&p).is_ok() {
+            eprintln!(
+                "ec2cached: removed {} (no instance address in that zone now)",
+                p.display()
+            );
         }
     }
 }
