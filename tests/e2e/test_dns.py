@@ -462,6 +462,35 @@ def test_at_most_64_tcp_connections_at_once(served):
             c.close()
 
 
+def test_a_client_trickling_a_query_is_closed_within_3_s(served):
+    """A query must arrive whole within 3 s of its first byte: a slow client cannot hold one of
+    the 64 connection slots for long (each byte resetting a read timeout would let it)."""
+    s = served
+    q = query("postgres.tphon.ec2", qid=7)
+    framed = struct.pack(">H", len(q)) + q
+    with socket.create_connection((s.addr, 53), timeout=10) as c:
+        start = time.monotonic()
+        closed = None
+        for b in framed:
+            try:
+                c.sendall(bytes([b]))
+            except OSError:
+                closed = time.monotonic() - start
+                break
+            c.settimeout(1.0)
+            try:
+                if c.recv(1) == b"":
+                    closed = time.monotonic() - start
+                    break
+            except socket.timeout:
+                pass
+            if time.monotonic() - start > 8:
+                break
+    assert closed is not None and 2.5 < closed < 6, closed
+    # A prompt client is served as before.
+    assert parse(tcp(s.addr, 53, [q])[0])["rcode"] == NOERROR
+
+
 # 3. Protocol errors.
 
 def test_edns_version_1_is_badvers(served, tool):
@@ -637,6 +666,24 @@ def test_the_reverse_zone_export_writes_one_zone_per_8_and_32(served, tmp_path):
         stub = [r[4] for r in ask_x("dig", s.addr, a).answers]
         assert ptrs[ipaddress.ip_address(a).reverse_pointer + "."] == stub == \
             [n + "." for n in module_names(s.host, a)]
+
+
+def test_a_reverse_zone_without_instances_now_is_removed_and_nothing_else(served, tmp_path):
+    s = served
+    d = tmp_path / "rev"
+    d.mkdir()
+    header = s.export("--format", "reverse-zone", "--output", str(d)).stdout
+    zone = Path(header.splitlines()[0].split(" ")[1]).read_text()
+    # As an earlier export would have left it: a /8 with no instance now, and files not ours.
+    (d / "172.in-addr.arpa.zone").write_text(zone.replace("$ORIGIN 10.in-addr.arpa.", "$ORIGIN 172.in-addr.arpa."))
+    (d / "192.in-addr.arpa.zone").write_text("; written by hand\n")
+    (d / "notes.txt").write_text(zone)
+    r = s.export("--format", "reverse-zone", "--output", str(d))
+    assert not (d / "172.in-addr.arpa.zone").exists()
+    assert f"removed {d / '172.in-addr.arpa.zone'}" in r.stderr, r.stderr
+    assert (d / "192.in-addr.arpa.zone").exists() and (d / "notes.txt").exists()
+    assert sorted(os.listdir(d)) == sorted(["192.in-addr.arpa.zone", "notes.txt"]
+                                           + [f"{line.split(' ')[0]}zone" for line in r.stdout.splitlines()])
 
 
 def test_export_to_stdout_equals_the_output_file_which_is_replaced_atomically(served, tmp_path):
@@ -994,6 +1041,38 @@ os.environ["LISTEN_FDS"] = "2"
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.argv[3], sys.argv[3:])
 """
+
+
+def test_socket_activation_refuses_a_socket_that_cannot_serve(served, tmp_path):
+    """A Unix socket, or a TCP socket that does not listen, passed as the stub's: `run` says which
+    descriptor and exits 1, instead of serving nothing or spinning on accept."""
+    host = Host(tmp_path, served.host.url)
+    shutil.copyfile(served.host.snapshot, host.snapshot)
+    os.chmod(host.snapshot, 0o644)
+    stub_config(host, None)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((stub_address(), 0))
+    for other, why in [(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "invalid"),
+                       (socket.socket(socket.AF_INET, socket.SOCK_STREAM), "not listening")]:
+        if other.family == socket.AF_UNIX:
+            other.bind(str(tmp_path / "sock"))
+            other.listen(1)
+        fds = [fcntl.fcntl(x.fileno(), fcntl.F_DUPFD_CLOEXEC, 10) for x in (u, other)]
+        other.close()
+        try:
+            r = subprocess.run([sys.executable, "-c", WRAPPER, str(fds[0]), str(fds[1]), EC2CACHED,
+                                "--config", str(host.config), "run"], pass_fds=fds, capture_output=True,
+                               text=True, timeout=30, env=host.env(AWS_ENDPOINT_URL=dead_endpoint()))
+        finally:
+            for fd in fds:
+                os.close(fd)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 1, r.stderr
+        assert last.startswith("ec2cached: descriptor 4 passed by systemd is not a UDP socket or a "
+                               "listening TCP socket"), last
+        assert why in last.lower(), last
+        (tmp_path / "sock").unlink(missing_ok=True)
+    u.close()
 
 
 def test_socket_activation_uses_the_passed_sockets(served, tmp_path):
