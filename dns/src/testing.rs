@@ -67,13 +67,18 @@ pub fn fixture() -> Vec<u8> {
         big.push(idx);
     }
     name(&mut t, "big.ec2", Kind::Group, big);
+    encode(&t)
+}
+
+/// `t` as a snapshot of domain `ec2`, generation [`GEN`], interval 30 s.
+pub fn encode(t: &Table) -> Vec<u8> {
     t.encode(&Meta {
         domain: "ec2".into(),
         generated_unix: GEN,
         interval_secs: 30,
         max_age_secs: 0,
     })
-    .unwrap()
+    .expect("a test table encodes")
 }
 
 /// One fuzz input: the query path on the fixture (first byte even: UDP, odd: TCP), or, with no

@@ -405,7 +405,7 @@ fn unbound_export_is_a_static_zone() {
 
 /// A group of `n` instances (10.2.x.y), its name `huge.ec2`.
 fn huge(n: u32) -> Vec<u8> {
-    use nss_ec2_snapshot::{Instance, Kind, Meta, Table};
+    use nss_ec2_snapshot::{Instance, Kind, Table};
     let mut t = Table::default();
     for k in 0..n {
         t.names.push(nss_ec2_snapshot::Name {
@@ -424,13 +424,7 @@ fn huge(n: u32) -> Vec<u8> {
         kind: Kind::Group,
         members: (0..n).collect(),
     });
-    t.encode(&Meta {
-        domain: "ec2".into(),
-        generated_unix: GEN,
-        interval_secs: 30,
-        max_age_secs: 0,
-    })
-    .unwrap()
+    crate::testing::encode(&t)
 }
 
 #[test]

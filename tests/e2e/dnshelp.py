@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import fleethelp
 from conftest import EC2CACHED, ROOT
 
 # 127.0.53.X: a block of addresses per pytest-xdist worker ("gw0" -> 1, serial -> 0), so that
@@ -78,12 +79,7 @@ def free_port(addr):
 
 def wait_for(pred, timeout, step=0.05):
     """Polls PRED until it is true or TIMEOUT seconds passed; its last value."""
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() >= end:
-            return v
-        time.sleep(step)
+    return fleethelp.wait_for(pred, timeout, step)
 
 
 # Processes: ec2cached run, unbound, dnsmasq. Stopped with a bounded wait, killed otherwise.
