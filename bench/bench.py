@@ -426,10 +426,11 @@ def report(base, rows):
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(os.environ.get("BENCH_OUT", ROOT / "docs" / "benchmarks.md"))
-    # bench/fleet and bench/zones.py write their own sections (long runs, on moto): keep them,
+    # bench/fleet, bench/zones.py and bench/dns.py write their own sections: keep them,
     # in their order.
     old = out.read_text() if out.exists() else ""
-    for kept in re.findall(r"^## (?:Fleet|Zones and accounts)\n.*?(?=^## |\Z)", old, flags=re.S | re.M):
+    for kept in re.findall(r"^## (?:Fleet|Zones and accounts|DNS: [^\n]*)\n.*?(?=^## |\Z)", old,
+                           flags=re.S | re.M):
         text += "\n" + kept.rstrip("\n") + "\n"
     out.write_text(text)
     print(f"written to {out}")
