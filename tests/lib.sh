@@ -111,10 +111,10 @@ ensure_debian_packages() {
 
 # A venv outside the clone with the emulator and test tools, reused between runs.
 ensure_venv() {
-    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml' 2>/dev/null; then
+    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml, xdist' 2>/dev/null; then
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml
+        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml 'pytest-xdist>=3.2'
     fi
 }
 

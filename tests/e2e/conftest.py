@@ -4,8 +4,16 @@ resolver after __nss_configure_lookup).
 
 Paths come from the environment that tests/run sets: EC2CACHED (the binary) and NSS_EC2_LIBDIR
 (a folder holding libnss_ec2.so.2).
+
+tests/run runs them on two pytest-xdist workers. Each worker is a session of its own, with its
+own moto (a free port) and tmp_path; anything else a test puts on this machine (a fixed loopback
+address or port, a file with a fixed name outside tmp_path, a cache) must differ per worker
+(PYTEST_XDIST_WORKER) or be taken under a lock, as `debs` (test_packages.py) and `nscd_fetched`
+are. Not xdist_group: with pytest 9.2, --dist loadgroup silently stops grouping
+(pytest-xdist issue 1386).
 """
 
+import fcntl
 import json
 import os
 import socket
@@ -35,25 +43,48 @@ def free_port():
 @pytest.fixture(scope="session")
 def moto_url():
     port = free_port()
-    log = open(os.environ.get("MOTO_LOG", "/dev/null"), "w")
+    log = os.environ.get("MOTO_LOG", "/dev/null")
+    if log != "/dev/null" and "PYTEST_XDIST_WORKER" in os.environ:
+        log += "." + os.environ["PYTEST_XDIST_WORKER"]  # a moto, and a log, per worker
+    log = open(log, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    # Up to a deadline, not a count of tries: under pytest-xdist every worker starts its moto at
+    # the same moment, and importing moto takes seconds of CPU.
+    deadline = time.monotonic() + 60
+    while True:
         try:
             urllib.request.urlopen(url + "/moto-api/", timeout=1)
             break
         except OSError:
+            status = proc.poll()
+            if status is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise RuntimeError("moto server did not start"
+                                   + (f" (exit status {status})" if status is not None else " in 60 s"))
             time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("moto server did not start")
     yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    # SIGKILL: moto keeps nothing worth a clean exit, and after SIGTERM its interpreter spends
+    # seconds of CPU freeing its heap (more with a busy neighbour: over 10 s seen under xdist).
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="session")
+def nscd_fetched():
+    """tools/get-nscd, once, before a test starts nscd (tools/with-nscd, bench/bench.py). On first
+    use it downloads Debian's nscd into its cache, replacing the tree there: two pytest-xdist
+    workers doing that at once could take it from under each other. A lock on the script lets one
+    fetch and the other find it. A failure is left to the test, which reports it as before."""
+    script = ROOT / "tools" / "get-nscd"
+    with open(script) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([str(script)], capture_output=True, timeout=600)
 
 
 def aws_env(url):

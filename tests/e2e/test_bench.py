@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 
 
-def test_bench_reports_every_source_and_target(tmp_path):
+def test_bench_reports_every_source_and_target(nscd_fetched, tmp_path):
     out = tmp_path / "benchmarks.md"
     env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET), "BENCH_SIZES": "10 200", "BENCH_ITER": "300",
            "BENCH_OUT": str(out)}
@@ -60,3 +60,30 @@ def test_bench_reports_every_source_and_target(tmp_path):
     daemon = rows(section("The daemon: `ec2cached refresh --from-file`"))
     assert [int(row[4]) > 0 for row in daemon] == [True, True]
     assert "NEEDED: " in section("The module")
+
+
+def test_dns_bench_reports_three_servers(tmp_path):
+    """bench/dns.py, small and fast (about 10 s): the stub, unbound and dnsmasq each get a row
+    with figures, and only its own section of BENCH_OUT is replaced (the others are kept)."""
+    title = "## DNS: the stub, unbound and dnsmasq (dnsperf)"
+    before, after = "# Benchmarks\n\n## Targets\n\nbench.py's\n\n", "## Fleet\n\nbench/fleet's\n"
+    out = tmp_path / "benchmarks.md"
+    out.write_text(f"{before}{title}\n\nan older run\n\n{after}")
+    env = {**os.environ, "CARGO_TARGET_DIR": str(TARGET), "BENCH_DNS_SIZES": "10", "BENCH_DNS_SECONDS": "1",
+           "BENCH_DNS_ROUNDS": "1", "BENCH_DNS_QUERIES": "500", "BENCH_OUT": str(out)}
+    r = subprocess.run([sys.executable, str(ROOT / "bench/dns.py")], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.startswith(before + title + "\n") and text.endswith("\n\n" + after)
+    section = text[len(before):-len(after) - 1]
+    assert "an older run" not in section
+    assert section in r.stdout  # printed and written alike
+    table = section.split("### 10 instances", 1)[1].split("\n\n", 2)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    assert [row[0] for row in rows] == ["ec2cached stub", "unbound", "dnsmasq"]
+    for row in rows:
+        qps, p50, p99, rss = float(row[1]), float(row[2]), float(row[3]), float(row[4])
+        assert qps > 0 and 0 < p50 <= p99 and rss > 0, row
+        assert row[-1] == "all NOERROR", row
+    assert "Target at 10 instances" in section

@@ -122,9 +122,10 @@ def own_moto(tmp_path):
         return p
 
     def stop():
+        # SIGKILL: the API is gone at once (after SIGTERM moto takes seconds of CPU to exit).
         p = procs.pop()
-        p.terminate()
-        p.wait(timeout=10)
+        p.kill()
+        p.wait()
 
     yield url, start, stop
     for p in procs:

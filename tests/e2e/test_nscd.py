@@ -41,7 +41,7 @@ class Nscd:
         self.p.wait(timeout=30)
 
 
-def test_nscd_caches_ec2_names_for_the_interval_plus_its_prune_period(fleet, host):
+def test_nscd_caches_ec2_names_for_the_interval_plus_its_prune_period(nscd_fetched, fleet, host):
     a = fleet.launch(tags={"services": "postgres"})[0]
     b = fleet.launch()[0]
     host.configure(interval=3)

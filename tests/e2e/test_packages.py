@@ -2,6 +2,7 @@
 Debian 12 root (tests/mkchroot): nsswitch.conf in and out, real programs resolving through the
 system configuration, reinstall, upgrade, purge, lintian, and the unit's hardening."""
 
+import fcntl
 import os
 import re
 import shutil
@@ -37,8 +38,28 @@ def host_arch(var):
 @pytest.fixture(scope="session")
 def debs(tmp_path_factory):
     """Builds the two packages from a copy of this tree (version 0.1.0), with the binaries that
-    tests/run built and tested (NSS_EC2_PREBUILT, see debian/rules), and repacks them as 0.1.1."""
+    tests/run built and tested (NSS_EC2_PREBUILT, see debian/rules), and repacks them as 0.1.1.
+
+    Once per run: under pytest-xdist the first worker that needs them builds them, holding a lock,
+    and the others, waiting on it, find that build (stamped with the run's id) and use it."""
     work = TARGET / "deb-work"
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    stamp = work / "testrun"
+    TARGET.mkdir(parents=True, exist_ok=True)
+    with open(TARGET / "deb-work.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (run_id and stamp.is_file() and stamp.read_text() == run_id):
+            build_debs(work)
+            if run_id:
+                stamp.write_text(run_id)
+    v1 = {p.name.split("_")[0]: p for p in work.glob("*_0.1.0_*.deb") if "dbgsym" not in p.name}
+    assert set(v1) == {"libnss-ec2", "ec2cached"}, list(work.iterdir())
+    v2 = {name: work / f"{name}_0.1.1_{host_arch('ARCH')}.deb" for name in v1}
+    assert all(p.is_file() for p in v2.values()), list(work.iterdir())
+    return v1, v2
+
+
+def build_debs(work):
     shutil.rmtree(work, ignore_errors=True)
     src = work / "src"
     src.mkdir(parents=True)
@@ -51,7 +72,6 @@ def debs(tmp_path_factory):
     run("dpkg-buildpackage", "-b", "-us", "-uc", cwd=src, env=env, timeout=3600)
     v1 = {p.name.split("_")[0]: p for p in work.glob("*_0.1.0_*.deb") if "dbgsym" not in p.name}
     assert set(v1) == {"libnss-ec2", "ec2cached"}, list(work.iterdir())
-    v2 = {}
     for name, deb in v1.items():
         tree = work / f"{name}-v2"
         run("dpkg-deb", "-R", str(deb), str(tree))
@@ -63,8 +83,6 @@ def debs(tmp_path_factory):
         ctl.write_text(text)
         out = work / f"{name}_0.1.1_{host_arch('ARCH')}.deb"
         run("dpkg-deb", "--root-owner-group", "-b", str(tree), str(out))
-        v2[name] = out
-    return v1, v2
 
 
 class Root:
@@ -260,6 +278,29 @@ def test_packages_ship_the_right_files(debs, tmp_path):
     assert modes.get("./etc/facter/facts.d/ec2cached") == "-rwxr-xr-x", daemon
     assert modes.get("./etc/ansible/facts.d/ec2cached.fact") == "-rwxr-xr-x", daemon
     assert modes.get("./usr/share/ec2cached/ec2cached.rules.yml") == "-rw-r--r--", daemon
+    # DNS: the socket unit and the two routing examples, shipped, none enabled or started.
+    for f in ("ec2cached-dns.socket", "resolved-ec2.conf", "dnsmasq-ec2.conf"):
+        found = [k for k in modes if k.endswith("/" + f)]
+        assert len(found) == 1 and modes[found[0]] == "-rw-r--r--", (f, daemon)
+    scripts = tmp_path / "control"
+    run("dpkg-deb", "-e", str(v1["ec2cached"]), str(scripts))
+    postinst = (scripts / "postinst").read_text()
+    assert "ec2cached-dns.socket" in postinst, postinst  # known to deb-systemd-helper (purge) ...
+    lines = postinst.splitlines()
+    for i, line in enumerate(lines):
+        if "ec2cached-dns.socket" in line:  # ... but never started, and enabled only again on an
+            # upgrade when the administrator had enabled it (debhelper's was-enabled guard)
+            assert not re.search(r"\b(start|restart)\b", line), line
+            if re.search(r"\benable\b", line):
+                assert any("was-enabled 'ec2cached-dns.socket'" in x for x in lines[max(0, i - 3):i]), postinst
+    assert "deb-systemd-invoke stop ec2cached-dns.socket" in (scripts / "prerm").read_text()
+    sock = tmp_path / "sock"
+    run("dpkg-deb", "-x", str(v1["ec2cached"]), str(sock))
+    unit = next(sock.glob("**/ec2cached-dns.socket")).read_text()
+    for want in ("ListenDatagram=127.0.0.153:53", "ListenStream=127.0.0.153:53", "Service=ec2cached.service"):
+        assert want in unit.splitlines(), unit
+    assert "DNS=127.0.0.153\nDomains=~ec2" in next(sock.glob("**/resolved-ec2.conf")).read_text()
+    assert "server=/ec2/127.0.0.153" in next(sock.glob("**/dnsmasq-ec2.conf")).read_text().splitlines()
     tree = tmp_path / "lib"
     run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
     so = tree / libdir / "libnss_ec2.so.2"
