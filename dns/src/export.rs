@@ -193,46 +193,17 @@ pub fn forward(snap: &Snapshot<'_>, format: Format) -> Result<String, ExportErro
         Format::Hosts => {
             out += &header_comment(snap, "hosts", "#");
             // Instance lines first: the first name of an address's first line is its PTR.
-            for n in &named {
-                for a in &n.addrs {
-                    let _ = write!(out, "{a}\t{}", n.id);
-                    for al in &n.aliases {
-                        let _ = write!(out, " {al}");
-                    }
-                    out.push('\n');
-                }
-            }
-            for (name, kind, addrs) in &all {
-                if listed_with_instance(*kind) {
-                    continue;
-                }
-                for a in addrs {
-                    let _ = writeln!(out, "{a}\t{name}");
-                }
-            }
+            address_lines(&mut out, &named, &all, |a, names| {
+                format!("{a}\t{}", names.join(" "))
+            });
         }
         Format::Dnsmasq => {
             out += &header_comment(snap, "dnsmasq", "#");
             let _ = writeln!(out, "local=/{d}/");
-            for n in &named {
-                // One address a line (host-record takes one of each family); the names on every
-                // line, so each address gets them all.
-                let names = std::iter::once(n.id)
-                    .chain(n.aliases.iter().copied())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                for a in &n.addrs {
-                    let _ = writeln!(out, "host-record={names},{a},{ttl}");
-                }
-            }
-            for (name, kind, addrs) in &all {
-                if listed_with_instance(*kind) {
-                    continue;
-                }
-                for a in addrs {
-                    let _ = writeln!(out, "host-record={name},{a},{ttl}");
-                }
-            }
+            // One address a line (host-record takes one of each family).
+            address_lines(&mut out, &named, &all, |a, names| {
+                format!("host-record={},{a},{ttl}", names.join(","))
+            });
         }
         Format::Unbound => {
             out += &header_comment(snap, "unbound", "#");
@@ -255,6 +226,34 @@ pub fn forward(snap: &Snapshot<'_>, format: Format) -> Result<String, ExportErro
         }
     }
     Ok(out)
+}
+
+/// The lines of the hosts and dnsmasq formats, as `line(address, names)` makes them: first every
+/// address of every instance with all its names (`I.D` first: these servers answer an address's
+/// PTR with the first name of its first line), then every address of the group and service names.
+fn address_lines(
+    out: &mut String,
+    named: &[Named<'_>],
+    all: &[NameAddrs<'_>],
+    line: impl Fn(&IpAddr, &[&str]) -> String,
+) {
+    for n in named {
+        let names: Vec<&str> = std::iter::once(n.id)
+            .chain(n.aliases.iter().copied())
+            .collect();
+        for a in &n.addrs {
+            *out += &line(a, &names);
+            out.push('\n');
+        }
+    }
+    for (name, kind, addrs) in all {
+        if !listed_with_instance(*kind) {
+            for a in addrs {
+                *out += &line(a, &[name]);
+                out.push('\n');
+            }
+        }
+    }
 }
 
 /// Names written on an instance's own line (hosts, dnsmasq): `I.D` and the numbered names.

@@ -138,13 +138,7 @@ pub fn next_poll(interval: u32) -> Duration {
 /// True when a snapshot the module would answer from is already published (from before a
 /// restart): it parses and is not older than its `max_age`.
 fn usable(cfg: &Config) -> bool {
-    std::fs::read(&cfg.snapshot).is_ok_and(|b| {
-        nss_ec2_snapshot::Snapshot::parse(&b).is_ok_and(|s| {
-            let h = s.header();
-            h.max_age_secs == 0
-                || now() <= h.generated_unix.saturating_add(u64::from(h.max_age_secs))
-        })
-    })
+    crate::facts::read_usable(cfg, now()).is_ok()
 }
 
 /// Runs until SIGTERM or SIGINT. `ready` is called once, as soon as a good snapshot is

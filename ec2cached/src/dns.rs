@@ -265,11 +265,7 @@ impl Current {
         let loaded = self.get();
         let snap = loaded.as_ref().and_then(|l| {
             let s = Snapshot::parse(l.map.bytes()).ok()?;
-            let h = s.header();
-            let fresh = h.max_age_secs == 0
-                || crate::publish::now()
-                    <= h.generated_unix.saturating_add(u64::from(h.max_age_secs));
-            fresh.then_some(s)
+            (!s.header().expired_at(crate::publish::now())).then_some(s)
         });
         let zone = Zone {
             domain: &self.domain,

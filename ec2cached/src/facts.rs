@@ -105,7 +105,7 @@ pub fn read_usable(cfg: &Config, now: u64) -> Result<Vec<u8>, String> {
     let snap = Snapshot::parse(&bytes)
         .map_err(|e| format!("the snapshot at {path} is not usable: {e}"))?;
     let h = snap.header();
-    if h.max_age_secs != 0 && now > h.generated_unix.saturating_add(u64::from(h.max_age_secs)) {
+    if h.expired_at(now) {
         return Err(format!(
             "the snapshot at {path} is from {}, older than its max_age ({} s): .{} names answer \
              UNAVAIL",

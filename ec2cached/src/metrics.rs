@@ -77,9 +77,7 @@ fn clashes(path: &Path, cfg: &Config) -> Option<String> {
 pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u64) -> String {
     // Served: what the module answers from, so not one past its max_age. The gauges of an
     // expired snapshot stay (its age keeps the stale alert firing); only `present` goes to 0.
-    let served = installed.filter(|h| {
-        h.max_age_secs == 0 || now <= h.generated_unix.saturating_add(u64::from(h.max_age_secs))
-    });
+    let served = installed.filter(|h| !h.expired_at(now));
     let r = Registry::new();
     // Names and help are fixed strings: registering them cannot fail but on a programming
     // error, which the unit tests would show; a failure here drops that metric, nothing else.

@@ -149,9 +149,7 @@ fn with_snapshot(f: impl FnOnce(&Snapshot<'_>) -> Result<Outcome, Outcome>) -> O
 
 /// Older than the snapshot's `max_age` (0: never stale).
 fn stale(snap: &Snapshot<'_>) -> bool {
-    let h = snap.header();
-    h.max_age_secs != 0
-        && source::now_unix() > h.generated_unix.saturating_add(u64::from(h.max_age_secs))
+    snap.header().expired_at(source::now_unix())
 }
 
 /// Test builds only (feature `panic-probe`, never in a release or package): with

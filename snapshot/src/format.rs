@@ -408,6 +408,18 @@ pub struct Header {
     pub file_len: u64,
 }
 
+impl Header {
+    /// True when, at `now` (unix seconds), the snapshot is older than its `max_age` (0: never):
+    /// readers then answer as if there were none.
+    pub fn expired_at(&self, now: u64) -> bool {
+        self.max_age_secs != 0
+            && now
+                > self
+                    .generated_unix
+                    .saturating_add(u64::from(self.max_age_secs))
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Section {
     off: usize,
