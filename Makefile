@@ -5,6 +5,14 @@
 #   make nsswitch-remove    take it out again
 #   make uninstall          remove what install installed (keeps /etc/ec2cached.toml and the state)
 #   make bench              bench/run: the benchmark, written to docs/benchmarks.md (root)
+#   make rpm                the RPMs nss-ec2 and ec2cached in $(CARGO_TARGET_DIR)/rpm (rpmbuild)
+#   make dist               nss-ec2-VERSION-TARGET.tar.gz in $(CARGO_TARGET_DIR)/dist
+#
+# The binaries are built against glibc $(GLIBC_FLOOR)'s symbol versions with cargo-zigbuild
+# (`pip install cargo-zigbuild ziglang`), so that they run on every EC2 Linux (README "Supported
+# systems"); RUST_TARGET (default: this machine's, x86_64 or aarch64) and GLIBC_FLOOR come from the
+# environment too (NSS_EC2_TARGET, NSS_EC2_GLIBC). GLIBC_FLOOR= builds with plain cargo for this
+# machine's glibc alone. REL is where the binaries are packaged from.
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 # The multiarch lib dir (x86_64-linux-gnu, aarch64-linux-gnu, ...): dpkg's name for the host,
@@ -18,21 +26,36 @@ DATADIR ?= $(PREFIX)/share
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 # The Debian packages install the unit, the account and the state directory with debhelper.
 INSTALL_SERVICE ?= 1
-NSSWITCH ?= /etc/nsswitch.conf
+NSSWITCH ?=
 CARGO ?= cargo
 CARGO_TARGET_DIR ?= target
-REL := $(CARGO_TARGET_DIR)/release
-MAN := $(CARGO_TARGET_DIR)/man
+RUST_TARGET ?= $(or $(NSS_EC2_TARGET),$(shell uname -m)-unknown-linux-gnu)
+GLIBC_FLOOR ?= $(or $(NSS_EC2_GLIBC),2.28)
+CARGO_ZIGBUILD ?= cargo-zigbuild
+ifeq ($(GLIBC_FLOOR),)
+CARGO_BUILD := $(CARGO) build --target $(RUST_TARGET)
+else
+CARGO_BUILD := $(CARGO_ZIGBUILD) zigbuild --target $(RUST_TARGET).$(GLIBC_FLOOR)
+endif
+REL ?= $(CARGO_TARGET_DIR)/$(RUST_TARGET)/release
+MAN ?= $(CARGO_TARGET_DIR)/man
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
-.PHONY: all build man install uninstall nsswitch-add nsswitch-remove bench
+.PHONY: all build binaries man install uninstall nsswitch-add nsswitch-remove bench rpm dist
 all: build
 
 bench:
 	bench/run
 
 build:
-	$(CARGO) build --release --locked --workspace
+	$(CARGO_BUILD) --release --locked --workspace
 	$(MAKE) man
+
+# The release binaries, built only if missing (the packages' rules: what tests/run built and
+# tested is what ships).
+binaries:
+	test -x $(REL)/ec2cached -a -f $(REL)/libnss_ec2.so || $(CARGO_BUILD) --release --locked --workspace
+	test -f $(MAN)/ec2cached.8 -a -f $(MAN)/libnss_ec2.8 || $(MAKE) man
 
 man:
 	mkdir -p $(MAN)
@@ -74,6 +97,41 @@ install:
 		fi; \
 	fi
 
+# The RPMs (rpm/nss-ec2.spec) of the release binaries, into $(CARGO_TARGET_DIR)/rpm/ARCH/.
+RPM_ARCH := $(firstword $(subst -, ,$(RUST_TARGET)))
+rpm: binaries
+	rm -rf $(CARGO_TARGET_DIR)/rpmbuild
+	rpmbuild -bb --quiet --target $(RPM_ARCH) \
+		--define "_topdir $(abspath $(CARGO_TARGET_DIR))/rpmbuild" \
+		--define "_rpmdir $(abspath $(CARGO_TARGET_DIR))/rpm" \
+		--define "nss_ec2_src $(CURDIR)" --define "nss_ec2_rel $(abspath $(REL))" \
+		--define "nss_ec2_man $(abspath $(MAN))" --define "version $(VERSION)" \
+		rpm/nss-ec2.spec
+	@ls $(CARGO_TARGET_DIR)/rpm/$(RPM_ARCH)/*-$(VERSION)-1.$(RPM_ARCH).rpm
+
+# The release archive for systems without either package: the binaries, man pages, config,
+# units, facts and rules, with this Makefile to install them (README "Supported systems").
+DIST_NAME := nss-ec2-$(VERSION)-$(RPM_ARCH)-linux-gnu
+DIST_DIR := $(CARGO_TARGET_DIR)/dist
+dist: binaries
+	rm -rf $(DIST_DIR)/$(DIST_NAME)
+	mkdir -p $(DIST_DIR)/$(DIST_NAME)/bin $(DIST_DIR)/$(DIST_NAME)/man
+	install -m 0755 $(REL)/ec2cached $(DIST_DIR)/$(DIST_NAME)/bin/ec2cached
+	install -m 0644 $(REL)/libnss_ec2.so $(DIST_DIR)/$(DIST_NAME)/bin/libnss_ec2.so
+	install -m 0644 $(MAN)/ec2cached.8 $(MAN)/libnss_ec2.8 $(MAN)/nss-ec2.8 $(DIST_DIR)/$(DIST_NAME)/man/
+	tar -cf - LICENSE-MIT LICENSE-APACHE ec2cached/ec2cached.toml ec2cached/ec2cached.rules.yml \
+		ec2cached/facts ec2cached/dns/resolved-ec2.conf ec2cached/dns/dnsmasq-ec2.conf \
+		debian/ec2cached.service debian/ec2cached.ec2cached-dns.socket debian/ec2cached.sysusers \
+		tools/nsswitch-ec2 | tar -C $(DIST_DIR)/$(DIST_NAME) -xf -
+	install -m 0644 tools/dist-INSTALL $(DIST_DIR)/$(DIST_NAME)/INSTALL
+	{ echo '# nss-ec2 release archive: the binaries are in bin/, the man pages in man/ (INSTALL).'; \
+		echo 'REL ?= bin'; echo 'MAN ?= man'; echo 'GLIBC_FLOOR ?= $(GLIBC_FLOOR)'; cat Makefile; } \
+		> $(DIST_DIR)/$(DIST_NAME)/Makefile
+	tar -C $(DIST_DIR) --owner=0 --group=0 --sort=name -czf $(DIST_DIR)/$(DIST_NAME).tar.gz.tmp $(DIST_NAME)
+	mv $(DIST_DIR)/$(DIST_NAME).tar.gz.tmp $(DIST_DIR)/$(DIST_NAME).tar.gz
+	rm -rf $(DIST_DIR)/$(DIST_NAME)
+	@echo $(DIST_DIR)/$(DIST_NAME).tar.gz
+
 uninstall:
 	@test -n "$(LIBDIR)" || { echo "cannot tell where libc.so.6 lives: set LIBDIR" >&2; exit 1; }
 	rm -f $(DESTDIR)$(LIBDIR)/libnss_ec2.so.2 $(DESTDIR)$(SBINDIR)/ec2cached \
@@ -88,11 +146,11 @@ uninstall:
 		$(DESTDIR)$(UNITDIR)/ec2cached-dns.socket
 	rmdir $(DESTDIR)$(DATADIR)/ec2cached 2>/dev/null || true
 
-# The same edits as the Debian package's maintainer scripts (dh_installnss).
+# The same edit as the packages' maintainer scripts (tools/nsswitch-ec2): on the hosts line,
+# before dns or resolve; where authselect manages nsswitch.conf, in its user-nsswitch.conf,
+# then `authselect apply-changes`. NSSWITCH=FILE edits that file alone.
 nsswitch-add:
-	grep -qE '^hosts:[^#]*\sec2(\s|#|$$)' $(NSSWITCH) || \
-		sed -E -i -e '/^hosts:\s[^#]*$$/ s/(\s)(dns(\s+\[[^]]+\])?|resolve(\s+\[[^]]+\])?)(\s|$$)/\1ec2 [NOTFOUND=return] \2 /' \
-		-e 's/ $$//' $(NSSWITCH)
+	sh tools/nsswitch-ec2 add $(NSSWITCH)
 
 nsswitch-remove:
-	sed -E -i -e '/^hosts:/ s/\s+ec2(\s+\[[^]]+\])?(\s|$$)/\2/' $(NSSWITCH)
+	sh tools/nsswitch-ec2 remove $(NSSWITCH)

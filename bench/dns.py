@@ -85,8 +85,10 @@ def find_binary():
         return Path(os.environ["EC2CACHED"])
     dirs = [Path(os.environ["CARGO_TARGET_DIR"])] if os.environ.get("CARGO_TARGET_DIR") else []
     for t in dirs + [ROOT / "target", Path("/var/cache/nss-ec2/target")]:
-        if (t / "release/ec2cached").exists():
-            return t / "release/ec2cached"
+        # The floor build (tests/lib.sh: TARGET/<rust target>/release).
+        b = t / f"{os.uname().machine}-unknown-linux-gnu/release/ec2cached"
+        if b.exists():
+            return b
     sys.exit("bench/dns.py: no ec2cached: set CARGO_TARGET_DIR or EC2CACHED")
 
 

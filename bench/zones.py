@@ -106,8 +106,10 @@ def find_binary():
     if os.environ.get("EC2CACHED"):
         return Path(os.environ["EC2CACHED"])
     for t in target_dirs():
-        if (t / "release/ec2cached").exists():
-            return t / "release/ec2cached"
+        # The floor build (tests/lib.sh: TARGET/<rust target>/release).
+        b = t / f"{os.uname().machine}-unknown-linux-gnu/release/ec2cached"
+        if b.exists():
+            return b
     sys.exit("bench/zones.py: no ec2cached: set EC2CACHED")
 
 

@@ -1,6 +1,8 @@
 //! Link options of the cdylib:
 //! - the SONAME glibc loads it by (`libnss_<service>.so.2`);
 //! - `-z nodelete`, like systemd's modules: glibc never unloads NSS modules anyway;
+//! - a GNU build ID (zig's LLD, the glibc floor build's linker, leaves it out unless asked), which
+//!   core dumps, debuggers and the packages' debug tooling use to find the module's symbols;
 //! - GCC's unwinder linked in statically (libgcc_eh.a) instead of a dependency on libgcc_s.so.1.
 //!   Rust's std asks for `-lgcc_s`; a linker script of that name in a folder searched first turns
 //!   it into libgcc_eh.a. The module then needs nothing but glibc (`libc.so.6` and the dynamic
@@ -10,16 +12,23 @@
 //!   (cdylibs export only their `#[no_mangle]` functions), and a panic never leaves the module, so
 //!   its copy never meets the program's. Where the compiler has no libgcc_eh.a the module links
 //!   libgcc_s as usual.
+//!
+//!   The glibc floor build (cargo-zigbuild, README "Supported systems") needs none of this: zig
+//!   links its own unwinder (LLVM libunwind) statically for `-lgcc_s`, which finds frames with
+//!   `dl_iterate_phdr` (glibc 2.2.5). The build machine's libgcc_eh.a would instead ask for the
+//!   glibc it was built for (`_dl_find_object@GLIBC_2.35` on Debian 12).
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnss_ec2.so.2");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--build-id=sha1");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CC");
     println!("cargo:rerun-if-env-changed=NSS_EC2_DYNAMIC_LIBGCC");
-    if std::env::var_os("NSS_EC2_DYNAMIC_LIBGCC").is_some() {
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    if std::env::var_os("NSS_EC2_DYNAMIC_LIBGCC").is_some() || linked_by_zig() {
         return;
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -47,4 +56,15 @@ fn main() {
     )
     .expect("write OUT_DIR/unwind/libgcc_s.so");
     println!("cargo:rustc-cdylib-link-arg=-L{}", dir.display());
+}
+
+/// Whether cargo-zigbuild links this build (it names its linker wrapper `zigcc-TARGET...`).
+fn linked_by_zig() -> bool {
+    std::env::var_os("RUSTC_LINKER")
+        .map(PathBuf::from)
+        .and_then(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().starts_with("zigcc"))
+        })
+        .unwrap_or(false)
 }

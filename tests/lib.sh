@@ -1,5 +1,12 @@
 # Shared by tests/run and demo/run: installs what they need and builds the workspace.
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# The shipped binaries are built against glibc 2.28's symbol versions (README "Supported
+# systems"): cargo-zigbuild links with zig's glibc stubs of that version. NSS_EC2_TARGET names the
+# Rust target (default: this machine's, x86_64 or aarch64), NSS_EC2_GLIBC the floor. Cargo puts
+# them in $REL.
+NSS_EC2_TARGET=${NSS_EC2_TARGET:-$(uname -m)-unknown-linux-gnu}
+NSS_EC2_GLIBC=${NSS_EC2_GLIBC:-2.28}
+REL=$TARGET/$NSS_EC2_TARGET/release
 STAGE=$TARGET/nss
 VENV=${NSS_EC2_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/nss-ec2/venv}
 LOGDIR=$TARGET/logs
@@ -109,30 +116,42 @@ ensure_debian_packages() {
     fi
 }
 
-# A venv outside the clone with the emulator and test tools, reused between runs.
+# A venv outside the clone with the emulator and test tools, and the floor build's linker
+# (cargo-zigbuild and zig, pinned: the versions the floor was checked with), reused between runs.
+ZIG_PINS=(cargo-zigbuild==0.24.1 ziglang==0.17.1)
 ensure_venv() {
-    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml, xdist' 2>/dev/null; then
+    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml, xdist, ziglang' 2>/dev/null ||
+        [ "$("$VENV/bin/cargo-zigbuild" --version 2>/dev/null)" != "cargo-zigbuild ${ZIG_PINS[0]#*==}" ]; then
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml 'pytest-xdist>=3.2'
+        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml 'pytest-xdist>=3.2' "${ZIG_PINS[@]}"
     fi
+}
+
+# cargo-zigbuild SUBCOMMAND ARGS: cargo with zig as the linker, for the floor target. The venv's
+# bin first on PATH: cargo-zigbuild runs zig as `python3 -m ziglang`.
+zigcargo() {
+    local sub=$1
+    shift
+    PATH="$VENV/bin:$PATH" cargo-zigbuild "$sub" --target "$NSS_EC2_TARGET.$NSS_EC2_GLIBC" "$@"
 }
 
 # Release build of the workspace; the module is staged under the name glibc loads.
 build_all() {
-    cargo build --release --workspace --locked
+    zigcargo zigbuild --release --workspace --locked
     mkdir -p "$STAGE"
-    cp "$TARGET/release/libnss_ec2.so" "$STAGE/libnss_ec2.so.2.tmp"
+    cp "$REL/libnss_ec2.so" "$STAGE/libnss_ec2.so.2.tmp"
     mv "$STAGE/libnss_ec2.so.2.tmp" "$STAGE/libnss_ec2.so.2"
 }
 
-# The module built with the test-only `panic-probe` feature, in its own target folder (its cdylib
+# The module built with the test-only `panic-probe` feature, on the same floor, in its own target
+# folder (its cdylib
 # would otherwise replace the one the Rust tests dlopen), staged in $PROBE.
 PROBE="$TARGET/nss-probe"
 build_probe() {
-    CARGO_TARGET_DIR="$TARGET/probe" cargo build --release --locked -p nss-ec2 --features panic-probe
+    CARGO_TARGET_DIR="$TARGET/probe" zigcargo zigbuild --release --locked -p nss-ec2 --features panic-probe
     mkdir -p "$PROBE"
-    cp "$TARGET/probe/release/libnss_ec2.so" "$PROBE/libnss_ec2.so.2.tmp"
+    cp "$TARGET/probe/$NSS_EC2_TARGET/release/libnss_ec2.so" "$PROBE/libnss_ec2.so.2.tmp"
     mv "$PROBE/libnss_ec2.so.2.tmp" "$PROBE/libnss_ec2.so.2"
 }
 

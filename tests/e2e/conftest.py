@@ -29,7 +29,9 @@ import pytest
 from ec2fleet import AMI, Fleet  # noqa: F401 (Fleet is used by tests through the fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
-EC2CACHED = os.environ.get("EC2CACHED", str(ROOT / "target/release/ec2cached"))
+# The floor build's binaries (tests/lib.sh: $REL, e.g. target/x86_64-unknown-linux-gnu/release).
+REL = Path(os.environ.get("NSS_EC2_REL", ROOT / f"target/{os.uname().machine}-unknown-linux-gnu/release"))
+EC2CACHED = os.environ.get("EC2CACHED", str(REL / "ec2cached"))
 LIBDIR = os.environ.get("NSS_EC2_LIBDIR", str(ROOT / "target/nss"))
 REGION = "us-east-1"
 
