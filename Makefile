@@ -6,20 +6,22 @@
 #   make uninstall          remove what install installed (keeps /etc/ec2cached.toml and the state)
 #   make bench              bench/run: the benchmark, written to docs/benchmarks.md (root)
 #   make rpm                the RPMs nss-ec2 and ec2cached in $(CARGO_TARGET_DIR)/rpm (rpmbuild)
-#   make dist               nss-ec2-VERSION-TARGET.tar.gz in $(CARGO_TARGET_DIR)/dist
+#   make dist               nss-ec2-VERSION-ARCH-linux-gnu.tar.gz in $(CARGO_TARGET_DIR)/dist
 #
 # The binaries are built against glibc $(GLIBC_FLOOR)'s symbol versions with cargo-zigbuild
 # (`pip install cargo-zigbuild ziglang`), so that they run on every EC2 Linux (README "Supported
 # systems"); RUST_TARGET (default: this machine's, x86_64 or aarch64) and GLIBC_FLOOR come from the
 # environment too (NSS_EC2_TARGET, NSS_EC2_GLIBC). GLIBC_FLOOR= builds with plain cargo for this
-# machine's glibc alone. REL is where the binaries are packaged from.
+# machine's glibc alone (into target/release). REL is where the binaries are packaged from.
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 # The multiarch lib dir (x86_64-linux-gnu, aarch64-linux-gnu, ...): dpkg's name for the host,
-# else the compiler's. Where neither has one (Fedora, ...), LIBDIR is the directory of the
-# system's libc.so.6 (e.g. /usr/lib64), where glibc looks for NSS modules; or set LIBDIR.
+# else the compiler's. Where neither has one (Fedora, RHEL, a host without dpkg-dev or gcc),
+# LIBDIR is the directory of the system's libc.so.6 as the loader's cache lists it (/usr/lib64,
+# /usr/lib/x86_64-linux-gnu), where glibc looks for NSS modules; or set LIBDIR.
 MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch 2>/dev/null)
-LIBDIR ?= $(if $(MULTIARCH),$(PREFIX)/lib/$(MULTIARCH),$(patsubst %/,%,$(dir $(realpath $(shell gcc -print-file-name=libc.so.6 2>/dev/null)))))
+LIBC_SO := $(shell /sbin/ldconfig -p 2>/dev/null | sed -n 's/^[[:space:]]*libc\.so\.6 .libc6,$(if $(filter aarch64,$(shell uname -m)),AArch64,x86-64).* => //p' | head -n1)
+LIBDIR ?= $(if $(MULTIARCH),$(PREFIX)/lib/$(MULTIARCH),$(patsubst %/,%,$(dir $(realpath $(LIBC_SO)))))
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share
@@ -33,13 +35,14 @@ RUST_TARGET ?= $(or $(NSS_EC2_TARGET),$(shell uname -m)-unknown-linux-gnu)
 GLIBC_FLOOR ?= $(or $(NSS_EC2_GLIBC),2.28)
 CARGO_ZIGBUILD ?= cargo-zigbuild
 ifeq ($(GLIBC_FLOOR),)
-CARGO_BUILD := $(CARGO) build --target $(RUST_TARGET)
+CARGO_BUILD := $(CARGO) build
+REL ?= $(CARGO_TARGET_DIR)/release
 else
 CARGO_BUILD := $(CARGO_ZIGBUILD) zigbuild --target $(RUST_TARGET).$(GLIBC_FLOOR)
-endif
 REL ?= $(CARGO_TARGET_DIR)/$(RUST_TARGET)/release
+endif
 MAN ?= $(CARGO_TARGET_DIR)/man
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 
 .PHONY: all build binaries man install uninstall nsswitch-add nsswitch-remove bench rpm dist
 all: build
@@ -52,9 +55,13 @@ build:
 	$(MAKE) man
 
 # The release binaries, built only if missing (the packages' rules: what tests/run built and
-# tested is what ships).
+# tested is what ships), then checked: the daemon must be this version, and no binary may ask for
+# a glibc above the floor. The man pages are made from the daemon (help2man runs it).
 binaries:
 	test -x $(REL)/ec2cached -a -f $(REL)/libnss_ec2.so || $(CARGO_BUILD) --release --locked --workspace
+	test "$$($(REL)/ec2cached --version)" = "ec2cached $(VERSION)" || \
+		{ echo "$(REL)/ec2cached is not version $(VERSION): make build" >&2; exit 1; }
+	$(if $(GLIBC_FLOOR),python3 tools/glibc-floor --max $(GLIBC_FLOOR) $(REL)/ec2cached $(REL)/libnss_ec2.so)
 	test -f $(MAN)/ec2cached.8 -a -f $(MAN)/libnss_ec2.8 || $(MAKE) man
 
 man:
@@ -97,17 +104,21 @@ install:
 		fi; \
 	fi
 
-# The RPMs (rpm/nss-ec2.spec) of the release binaries, into $(CARGO_TARGET_DIR)/rpm/ARCH/.
+# The RPMs (rpm/nss-ec2.spec) of the release binaries, into $(CARGO_TARGET_DIR)/rpm/.
 RPM_ARCH := $(firstword $(subst -, ,$(RUST_TARGET)))
+# The RPMs' Release: raise it to rebuild one version as an upgrade.
+RPM_RELEASE ?= 1
 rpm: binaries
 	rm -rf $(CARGO_TARGET_DIR)/rpmbuild
 	rpmbuild -bb --quiet --target $(RPM_ARCH) \
 		--define "_topdir $(abspath $(CARGO_TARGET_DIR))/rpmbuild" \
 		--define "_rpmdir $(abspath $(CARGO_TARGET_DIR))/rpm" \
+		--define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
 		--define "nss_ec2_src $(CURDIR)" --define "nss_ec2_rel $(abspath $(REL))" \
 		--define "nss_ec2_man $(abspath $(MAN))" --define "version $(VERSION)" \
+		--define "nss_ec2_release $(RPM_RELEASE)" \
 		rpm/nss-ec2.spec
-	@ls $(CARGO_TARGET_DIR)/rpm/$(RPM_ARCH)/*-$(VERSION)-1.$(RPM_ARCH).rpm
+	@ls $(CARGO_TARGET_DIR)/rpm/*-$(VERSION)-$(RPM_RELEASE).$(RPM_ARCH).rpm
 
 # The release archive for systems without either package: the binaries, man pages, config,
 # units, facts and rules, with this Makefile to install them (README "Supported systems").
@@ -125,7 +136,9 @@ dist: binaries
 		tools/nsswitch-ec2 | tar -C $(DIST_DIR)/$(DIST_NAME) -xf -
 	install -m 0644 tools/dist-INSTALL $(DIST_DIR)/$(DIST_NAME)/INSTALL
 	{ echo '# nss-ec2 release archive: the binaries are in bin/, the man pages in man/ (INSTALL).'; \
-		echo 'REL ?= bin'; echo 'MAN ?= man'; echo 'GLIBC_FLOOR ?= $(GLIBC_FLOOR)'; cat Makefile; } \
+		echo '# `make` alone installs (as `make install`); nothing here is built.'; \
+		echo 'REL ?= bin'; echo 'MAN ?= man'; echo 'VERSION ?= $(VERSION)'; \
+		echo '.DEFAULT_GOAL := install'; cat Makefile; } \
 		> $(DIST_DIR)/$(DIST_NAME)/Makefile
 	tar -C $(DIST_DIR) --owner=0 --group=0 --sort=name -czf $(DIST_DIR)/$(DIST_NAME).tar.gz.tmp $(DIST_NAME)
 	mv $(DIST_DIR)/$(DIST_NAME).tar.gz.tmp $(DIST_DIR)/$(DIST_NAME).tar.gz

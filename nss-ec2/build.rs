@@ -6,7 +6,8 @@
 //! - GCC's unwinder linked in statically (libgcc_eh.a) instead of a dependency on libgcc_s.so.1.
 //!   Rust's std asks for `-lgcc_s`; a linker script of that name in a folder searched first turns
 //!   it into libgcc_eh.a. The module then needs nothing but glibc (`libc.so.6` and the dynamic
-//!   loader, which provides `__tls_get_addr` and `_dl_find_object`), and a program that did not
+//!   loader, which provides `__tls_get_addr` and `_dl_find_object`; the floor build below also
+//!   `libpthread.so.0` and `libdl.so.2`, glibc's before 2.34), and a program that did not
 //!   have libgcc_s loaded does not pay for loading it on its first `.ec2` lookup (about 100 µs on
 //!   the development VM, see docs/benchmarks.md). The unwinder's symbols stay local to the module
 //!   (cdylibs export only their `#[no_mangle]` functions), and a panic never leaves the module, so

@@ -68,6 +68,11 @@ ensure_debian_packages() {
         command -v musl-gcc >/dev/null || want+=(musl-tools)
         command -v go >/dev/null || want+=(golang-go)
         command -v dnsperf >/dev/null || want+=(dnsperf)
+        # Every EC2 Linux (issue 20): the RPM build, its lint, and unpacking RPMs to check them.
+        command -v rpmbuild >/dev/null || want+=(rpm)
+        command -v rpm2cpio >/dev/null || want+=(rpm2cpio)
+        command -v rpmlint >/dev/null || want+=(rpmlint)
+        command -v cpio >/dev/null || want+=(cpio)
     fi
     # The real clients of the facts and metrics (without their recommends: no X, no docs).
     local lean=()
@@ -149,7 +154,9 @@ build_all() {
 # would otherwise replace the one the Rust tests dlopen), staged in $PROBE.
 PROBE="$TARGET/nss-probe"
 build_probe() {
-    CARGO_TARGET_DIR="$TARGET/probe" zigcargo zigbuild --release --locked -p nss-ec2 --features panic-probe
+    # With its symbol table: zig's linker drops it (it takes rustc's --strip-debug for
+    # --strip-all), and test_module_life.py finds the module's constructor by name here.
+    CARGO_PROFILE_RELEASE_STRIP=none CARGO_TARGET_DIR="$TARGET/probe" zigcargo zigbuild --release --locked -p nss-ec2 --features panic-probe
     mkdir -p "$PROBE"
     cp "$TARGET/probe/$NSS_EC2_TARGET/release/libnss_ec2.so" "$PROBE/libnss_ec2.so.2.tmp"
     mv "$PROBE/libnss_ec2.so.2.tmp" "$PROBE/libnss_ec2.so.2"

@@ -106,7 +106,8 @@ class Root:
         return r
 
     def nsswitch(self):
-        return (self.path / "etc" / "nsswitch.conf").read_text()
+        """The root's /etc/nsswitch.conf, through a link (authselect's) as the root sees it."""
+        return self.sh("cat /etc/nsswitch.conf").stdout
 
     def hosts_line(self):
         return next(l for l in self.nsswitch().splitlines() if l.startswith("hosts:"))

@@ -334,16 +334,24 @@ print(json.dumps(seen))
 
 def test_the_set_up_is_a_load_time_constructor():
     """The module's set-up is an entry of its .init_array (run by the loader inside dlopen,
-    before any entry point can be called), and adds no exported symbol."""
+    before any entry point can be called), and adds no exported symbol. The built module has no
+    symbol table (zig's linker strips it, as the packages' strip does), so the constructor is
+    found by name in the test build, which keeps one (tests/lib.sh build_probe), and the module
+    has the same .init_array."""
+    def init_array(so):
+        sections = subprocess.run(["readelf", "-S", "--wide", so], capture_output=True, text=True,
+                                  check=True).stdout
+        fields = next(l for l in sections.splitlines() if " .init_array " in l).split()
+        at = fields.index(".init_array")
+        return int(fields[at + 2], 16), int(fields[at + 4], 16)
+
     so = os.path.join(LIBDIR, "libnss_ec2.so.2")
-    sections = subprocess.run(["readelf", "-S", "--wide", so], capture_output=True, text=True,
-                              check=True).stdout
-    fields = next(l for l in sections.splitlines() if " .init_array " in l).split()
-    at = fields.index(".init_array")
-    start, size = int(fields[at + 2], 16), int(fields[at + 4], 16)
-    symbols = subprocess.run(["nm", "-C", so], capture_output=True, text=True, check=True).stdout
+    probe = os.path.join(PROBE_LIBDIR, "libnss_ec2.so.2")
+    start, size = init_array(probe)
+    symbols = subprocess.run(["nm", "-C", probe], capture_output=True, text=True, check=True).stdout
     ctor = [int(l.split()[0], 16) for l in symbols.splitlines() if l.endswith(" nss_ec2::CONSTRUCTOR")]
     assert len(ctor) == 1 and start <= ctor[0] < start + size, (ctor, hex(start), size)
+    assert init_array(so)[1] == size, "the module's .init_array differs from the test build's"
     exported = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True, text=True,
                               check=True).stdout.split()[2::3]
     assert all(n.startswith("_nss_ec2_") and "constructor" not in n for n in exported), exported
