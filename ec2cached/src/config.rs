@@ -1,6 +1,7 @@
 //! `/etc/ec2cached.toml`: reading, checking, and one-line errors that name the file and the key.
 
-use crate::one_line;
+use crate::leaf::aws::one_line;
+use crate::leaf::s3::S3Url;
 use nss_ec2_snapshot::fleet::{label, AddressChoice, AndName, Condition, Rules, Zone, ZoneKey};
 use serde::Deserialize;
 use std::fmt;
@@ -137,45 +138,6 @@ struct RawFollow {
     url: Option<String>,
     trusted_keys: Option<Vec<String>>,
     max_size: Option<u64>,
-}
-
-/// An S3 object, `s3://BUCKET/KEY`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct S3Url {
-    /// The bucket.
-    pub bucket: String,
-    /// The object key.
-    pub key: String,
-}
-
-impl fmt::Display for S3Url {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}/{}", self.bucket, self.key)
-    }
-}
-
-impl S3Url {
-    /// Reads `s3://BUCKET/KEY`.
-    pub fn parse(text: &str) -> Result<S3Url, String> {
-        let bad = || format!("{text:?} is not s3://BUCKET/KEY");
-        let (bucket, key) = text
-            .strip_prefix("s3://")
-            .and_then(|r| r.split_once('/'))
-            .ok_or_else(bad)?;
-        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-        let bucket_ok = (3..=63).contains(&bucket.len())
-            && bucket.bytes().all(|b| alnum(b) || b == b'.' || b == b'-')
-            && bucket.bytes().next().is_some_and(alnum)
-            && bucket.bytes().last().is_some_and(alnum)
-            && !bucket.contains("..");
-        if !bucket_ok || key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
-            return Err(bad());
-        }
-        Ok(S3Url {
-            bucket: bucket.into(),
-            key: key.into(),
-        })
-    }
 }
 
 /// `[publish]`: where a poller uploads each good sweep, signed.
@@ -415,7 +377,7 @@ impl Config {
                 }
                 let mut peer_keys = Vec::new();
                 for (i, k) in p.peer_keys.unwrap_or_default().iter().enumerate() {
-                    let key = crate::keys::parse_public(k)
+                    let key = crate::leaf::keys::parse_public(k)
                         .map_err(|e| err(Some(&format!("publish.peer_keys[{i}]")), e))?;
                     peer_keys.push(key);
                 }
@@ -436,7 +398,7 @@ impl Config {
                 };
                 let mut trusted_keys = Vec::new();
                 for (i, k) in f.trusted_keys.unwrap_or_default().iter().enumerate() {
-                    let key = crate::keys::parse_public(k)
+                    let key = crate::leaf::keys::parse_public(k)
                         .map_err(|e| err(Some(&format!("follow.trusted_keys[{i}]")), e))?;
                     trusted_keys.push(key);
                 }
@@ -485,7 +447,7 @@ impl Config {
                         ),
                     ));
                 }
-                if t == snapshot || t == crate::publish::status_path(&snapshot) {
+                if t == snapshot || t == crate::leaf::ledger::status_path(&snapshot) {
                     return Err(err(
                         Some("metrics.textfile"),
                         "must not be the snapshot or its status file".into(),
@@ -504,7 +466,7 @@ impl Config {
             }
             for (i, text) in d.listen.iter().enumerate() {
                 let key = format!("dns.listen[{i}]");
-                let a = crate::dns::parse_listen(text).map_err(|e| err(Some(&key), e))?;
+                let a = parse_listen(text).map_err(|e| err(Some(&key), e))?;
                 if dns_listen.contains(&a) {
                     return Err(err(Some(&key), format!("{a} is listed twice")));
                 }
@@ -756,6 +718,19 @@ impl Config {
             dns_listen,
         })
     }
+}
+
+/// `[dns] listen` entries: `ADDRESS:PORT`.
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    let a: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not ADDRESS:PORT (127.0.0.153:53, [::1]:53)"))?;
+    if a.port() == 0 {
+        return Err(format!(
+            "{text:?}: port 0 is not a port clients can be told"
+        ));
+    }
+    Ok(a)
 }
 
 #[cfg(test)]

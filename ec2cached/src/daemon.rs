@@ -3,9 +3,13 @@
 //! keeps serving throughout.
 
 use crate::config::Config;
-use crate::fleet::{Follower, Outcome, Publisher};
-use crate::publish::{self, now};
-use crate::source::{Failed, Reason, Source};
+use crate::follower::Follower;
+use crate::leaf::clock::now;
+use crate::leaf::outcome::{Failed, Outcome, Reason};
+use crate::poller::build::publish_and_record;
+use crate::poller::ec2::Source;
+use crate::poller::upload::Publisher;
+use crate::writer::remove_stale_temps;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -99,7 +103,7 @@ pub async fn cycle(
             Err(f) => Err(f),
         },
     };
-    let (stats, requests, bytes) = publish::publish_and_record(cfg, started, swept, key.as_ref())?;
+    let (stats, requests, bytes) = publish_and_record(cfg, started, swept, key.as_ref())?;
     tracing::info!(
         instances = stats.instances,
         live = stats.live,
@@ -138,7 +142,7 @@ pub fn next_poll(interval: u32) -> Duration {
 /// True when a snapshot the module would answer from is already published (from before a
 /// restart): it parses and is not older than its `max_age`.
 fn usable(cfg: &Config) -> bool {
-    crate::facts::read_usable(cfg, now()).is_ok()
+    crate::reports::facts::read_usable(cfg, now()).is_ok()
 }
 
 /// Runs until SIGTERM or SIGINT. `ready` is called once, as soon as a good snapshot is
@@ -151,9 +155,9 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
         sig(SignalKind::interrupt())?,
         sig(SignalKind::hangup())?,
     );
-    publish::remove_stale_temps(&cfg.snapshot);
+    remove_stale_temps(&cfg.snapshot);
     if let Some(m) = &cfg.metrics_textfile {
-        publish::remove_stale_temps_of(m);
+        crate::leaf::files::remove_stale_temps_of(m);
     }
     if nix::unistd::geteuid().is_root() {
         tracing::warn!("running as root: the daemon needs no privilege, run it as its own account");
@@ -189,7 +193,7 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
         },
         async || {
             let r = role.cycle(&cfg).await;
-            crate::metrics::write(&cfg);
+            crate::reports::metrics::write(&cfg);
             r
         },
         || usable(&cfg),
@@ -439,7 +443,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_metrics_file_follows_every_cycle_of_the_loop() {
-        use crate::source::{Failed, Reason, Sweep};
+        use crate::leaf::outcome::{Failed, Reason};
+        use crate::poller::Sweep;
         let dir = tempfile::tempdir().unwrap();
         let prom = dir.path().join("ec2cached.prom");
         let cfg = Config::parse(
@@ -476,8 +481,8 @@ mod tests {
                         ..Sweep::default()
                     })
                 };
-                let r = publish::publish_and_record(&cfg, now(), sweep, None).map(|_| ());
-                crate::metrics::write(&cfg);
+                let r = publish_and_record(&cfg, now(), sweep, None).map(|_| ());
+                crate::reports::metrics::write(&cfg);
                 texts
                     .borrow_mut()
                     .push(std::fs::read_to_string(&prom).unwrap());

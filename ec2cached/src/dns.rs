@@ -14,7 +14,7 @@ use crate::config::Config;
 use nss_ec2_dns::{respond, Index, Transport, Zone};
 use nss_ec2_snapshot::Snapshot;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
@@ -265,7 +265,7 @@ impl Current {
         let loaded = self.get();
         let snap = loaded.as_ref().and_then(|l| {
             let s = Snapshot::parse(l.map.bytes()).ok()?;
-            (!s.header().expired_at(crate::publish::now())).then_some(s)
+            (!s.header().expired_at(crate::leaf::clock::now())).then_some(s)
         });
         let zone = Zone {
             domain: &self.domain,
@@ -429,19 +429,6 @@ fn serve_connection(mut s: TcpStream, current: &Current) -> std::io::Result<()> 
     }
 }
 
-/// `[dns] listen` entries: `ADDRESS:PORT`.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    let a: SocketAddr = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not ADDRESS:PORT (127.0.0.153:53, [::1]:53)"))?;
-    if a.port() == 0 {
-        return Err(format!(
-            "{text:?}: port 0 is not a port clients can be told"
-        ));
-    }
-    Ok(a)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,11 +467,11 @@ mod tests {
         let c = current(dir.path());
         c.refresh();
         assert_eq!(ask(&c), (ResponseCode::ServFail, vec![]), "no file yet");
-        let now = crate::publish::now();
-        crate::publish::write_atomic(&snap, &tiny("ec2", now, 1)).unwrap();
+        let now = crate::leaf::clock::now();
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now, 1)).unwrap();
         c.refresh();
         assert_eq!(ask(&c), (ResponseCode::NoError, vec!["10.0.0.1".into()]));
-        crate::publish::write_atomic(&snap, &tiny("ec2", now + 1, 2)).unwrap();
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now + 1, 2)).unwrap();
         assert_eq!(
             ask(&c).1,
             vec!["10.0.0.1".to_string()],
@@ -492,7 +479,7 @@ mod tests {
         );
         c.refresh();
         assert_eq!(ask(&c), (ResponseCode::NoError, vec!["10.0.0.2".into()]));
-        crate::publish::write_atomic(&snap, b"not a snapshot").unwrap();
+        crate::leaf::files::write_atomic(&snap, b"not a snapshot").unwrap();
         c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail, "corrupt");
         std::fs::remove_file(&snap).unwrap();
@@ -504,7 +491,7 @@ mod tests {
         assert_eq!(ask(&c).0, ResponseCode::ServFail, "fifo");
         std::fs::remove_file(&snap).unwrap();
         let real = dir.path().join("real.snap");
-        crate::publish::write_atomic(&real, &tiny("ec2", now + 2, 3)).unwrap();
+        crate::leaf::files::write_atomic(&real, &tiny("ec2", now + 2, 3)).unwrap();
         std::os::unix::fs::symlink(&real, &snap).unwrap();
         c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail, "symlink");
@@ -518,7 +505,7 @@ mod tests {
         bytes[36..40].copy_from_slice(&60u32.to_le_bytes());
         nss_ec2_snapshot::format::seal_header(&mut bytes);
         assert_eq!(Snapshot::parse(&bytes).unwrap().header().max_age_secs, 60);
-        crate::publish::write_atomic(&dir.path().join("hosts.snap"), &bytes).unwrap();
+        crate::leaf::files::write_atomic(&dir.path().join("hosts.snap"), &bytes).unwrap();
         let c = current(dir.path());
         c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail);

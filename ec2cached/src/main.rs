@@ -2,8 +2,15 @@
 
 use clap::{Parser, Subcommand};
 use ec2cached::config::Config;
-use ec2cached::publish::{self, now};
-use ec2cached::{daemon, explain, facts, fleet, keys, metrics, source, status};
+use ec2cached::follower::{self, Follower};
+use ec2cached::leaf::clock::now;
+use ec2cached::leaf::keys;
+use ec2cached::leaf::outcome::{Failed, Reason};
+use ec2cached::poller::build::publish_and_record;
+use ec2cached::poller::upload::Publisher;
+use ec2cached::poller::{ec2, json, Sweep};
+use ec2cached::reports::{explain, facts, metrics, status};
+use ec2cached::{daemon, writer};
 use std::io::IsTerminal;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -109,7 +116,7 @@ enum Command {
     Export {
         /// hosts, zone, dnsmasq, unbound or reverse-zone.
         #[arg(long, value_enum, value_name = "FORMAT")]
-        format: ec2cached::export::Kind,
+        format: ec2cached::reports::export::Kind,
         /// Replace this file atomically instead of printing (reverse-zone: a directory).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -132,21 +139,21 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-fn sweep(cfg: &Config, from_file: Option<&PathBuf>) -> Result<source::Sweep, String> {
+fn sweep(cfg: &Config, from_file: Option<&PathBuf>) -> Result<Sweep, String> {
     match from_file {
-        Some(f) => source::from_file(f, cfg),
-        None => runtime()?.block_on(source::poll(cfg)).map_err(String::from),
+        Some(f) => json::from_file(f, cfg),
+        None => runtime()?.block_on(ec2::poll(cfg)).map_err(String::from),
     }
 }
 
 fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
-    publish::remove_stale_temps(&cfg.snapshot);
+    writer::remove_stale_temps(&cfg.snapshot);
     if cfg.follow.is_some() {
         if from_file.is_some() {
             return Err("--from-file polls nothing on a follower: use `ec2cached install`".into());
         }
         return runtime()?.block_on(async {
-            let mut f = fleet::Follower::new(cfg).await?;
+            let mut f = Follower::new(cfg).await?;
             let (outcome, msg) = f.check(cfg).await;
             if outcome.good() {
                 eprintln!("ec2cached: {msg}");
@@ -166,17 +173,15 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
     let started = now();
     runtime()?.block_on(async {
         let mut publisher = match &cfg.publish {
-            Some(p) => Some(fleet::Publisher::new(cfg, p).await?),
+            Some(p) => Some(Publisher::new(cfg, p).await?),
             None => None,
         };
         let swept = match from_file {
-            Some(f) => {
-                source::from_file(f, cfg).map_err(|e| source::Failed::new(source::Reason::Input, e))
-            }
-            None => source::poll(cfg).await,
+            Some(f) => json::from_file(f, cfg).map_err(|e| Failed::new(Reason::Input, e)),
+            None => ec2::poll(cfg).await,
         };
         let key = publisher.as_ref().map(|p| p.key.clone());
-        let (stats, _, bytes) = publish::publish_and_record(cfg, started, swept, key.as_ref())?;
+        let (stats, _, bytes) = publish_and_record(cfg, started, swept, key.as_ref())?;
         eprintln!(
             "ec2cached: published {}: {} names, {} live instances ({} ready)",
             cfg.snapshot.display(),
@@ -205,7 +210,7 @@ fn install(cfg: &Config, file: &Path) -> Result<(), String> {
     f.take(follow.max_size + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| cant(&e))?;
-    let (outcome, msg) = fleet::check_and_install(cfg, follow, &bytes);
+    let (outcome, msg) = follower::check_and_install(cfg, follow, &bytes);
     if outcome.good() {
         eprintln!("ec2cached: {msg}");
         Ok(())
@@ -283,7 +288,7 @@ fn main() -> ExitCode {
         }
         Command::Facts => facts(&cfg),
         Command::Export { format, output } => {
-            ec2cached::export::run(&cfg, *format, output.as_deref(), now())
+            ec2cached::reports::export::run(&cfg, *format, output.as_deref(), now())
         }
         Command::Status => {
             let (text, healthy) = status::report(&cfg);

@@ -6,7 +6,8 @@
 //! configuration picked by group sees exactly what other hosts resolve.
 
 use crate::config::Config;
-use crate::source::{find_source, root_cause};
+use crate::leaf::aws::{endpoint_of, find_source, root_cause};
+use crate::leaf::clock::utc;
 use nss_ec2_snapshot::{Find, Kind, Snapshot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -69,7 +70,7 @@ pub async fn identity() -> Result<Identity, String> {
     let endpoint = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
         .ok()
         .filter(|e| !e.is_empty())
-        .map(|e| crate::source::endpoint_of(&e))
+        .map(|e| endpoint_of(&e))
         .unwrap_or_else(|| {
             "its endpoint (http://169.254.169.254, unless an AWS profile sets \
              ec2_metadata_service_endpoint)"
@@ -109,7 +110,7 @@ pub fn read_usable(cfg: &Config, now: u64) -> Result<Vec<u8>, String> {
         return Err(format!(
             "the snapshot at {path} is from {}, older than its max_age ({} s): .{} names answer \
              UNAVAIL",
-            crate::status::utc(h.generated_unix),
+            utc(h.generated_unix),
             h.max_age_secs,
             String::from_utf8_lossy(snap.domain())
         ));
@@ -142,7 +143,7 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
             "{} is not in the snapshot at {path} (sweep of {}): not running, not in the polled \
              groups or regions, or launched since",
             id.instance_id,
-            crate::status::utc(snap.header().generated_unix)
+            utc(snap.header().generated_unix)
         ));
     };
     let mut names: Vec<(String, Kind)> = Vec::new();

@@ -1,19 +1,12 @@
 //! `ec2cached status`: the published snapshot's age and counts, and the last poll's outcome.
 
 use crate::config::Config;
-use crate::module::{self, Module};
-use crate::publish::{now, Status};
-use aws_smithy_types::date_time::{DateTime, Format};
+use crate::leaf::clock::{now, utc};
+use crate::leaf::ledger::Status;
+use crate::leaf::module::{self, Module};
 use nss_ec2_snapshot::format::VERSION;
 use nss_ec2_snapshot::Snapshot;
 use std::fmt::Write;
-
-/// A unix time as RFC 3339 UTC.
-pub fn utc(t: u64) -> String {
-    DateTime::from_secs(i64::try_from(t).unwrap_or(i64::MAX))
-        .fmt(Format::DateTime)
-        .unwrap_or_else(|_| t.to_string())
-}
 
 fn when(t: u64, now: u64) -> String {
     format!("{} ({} s ago)", utc(t), now.saturating_sub(t))

@@ -12,9 +12,10 @@
 //! untyped metrics without help.
 
 use crate::config::Config;
-use crate::fleet::Outcome;
-use crate::publish::{write_atomic, Status};
-use crate::source::Reason;
+use crate::leaf::clock::now;
+use crate::leaf::files::write_atomic;
+use crate::leaf::ledger::{status_path, Status};
+use crate::leaf::outcome::{Outcome, Reason};
 use nss_ec2_snapshot::{Header, Snapshot};
 use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use std::path::Path;
@@ -33,7 +34,7 @@ pub fn write(cfg: &Config) {
     let installed = std::fs::read(&cfg.snapshot)
         .ok()
         .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
-    let text = render(cfg, &status, installed.as_ref(), crate::publish::now());
+    let text = render(cfg, &status, installed.as_ref(), now());
     if let Err(e) = write_atomic(path, text.as_bytes()) {
         tracing::warn!("cannot write the metrics file {}: {e}", path.display());
     }
@@ -61,10 +62,7 @@ fn clashes(path: &Path, cfg: &Config) -> Option<String> {
         Some((std::fs::canonicalize(dir).ok()?, p.file_name()?.to_owned()))
     };
     let me = canon(path)?;
-    for other in [
-        cfg.snapshot.clone(),
-        crate::publish::status_path(&cfg.snapshot),
-    ] {
+    for other in [cfg.snapshot.clone(), status_path(&cfg.snapshot)] {
         if canon(&other).as_ref() == Some(&me) {
             return Some(format!("it is {}", other.display()));
         }
@@ -290,7 +288,7 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
         let c = cfg(&format!(
             "[follow]\nurl = \"s3://bucket/key\"\ntrusted_keys = [{:?}]",
-            crate::keys::public_text(&key)
+            crate::leaf::keys::public_text(&key)
         ));
         let (v, _) = samples(&render(&c, &st, None, 1_700_000_100));
         assert_eq!(

@@ -24,10 +24,10 @@ pub enum Kind {
 /// Writes the export to `output` atomically (or to stdout); `reverse-zone` writes one file per
 /// zone into the directory `output` and lists them on stdout (`ORIGIN FILE`).
 pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<(), String> {
-    let bytes = crate::facts::read_usable(cfg, now)?;
+    let bytes = crate::reports::facts::read_usable(cfg, now)?;
     let snap = Snapshot::parse(&bytes).map_err(|e| e.to_string())?;
     let write = |path: &Path, text: &str| {
-        crate::publish::write_atomic(path, text.as_bytes())
+        crate::leaf::files::write_atomic(path, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
     let format = match kind {

@@ -1,75 +1,17 @@
-//! Fleet mode: pollers upload each good sweep to one S3 object, signed; every other host
-//! follows that object with conditional GETs and installs only what a trusted poller signed.
-//!
-//! * [`Publisher`]: after the local publish, read the object (a conditional GET: 304 when it is
-//!   what this poller last saw), then upload only if ours is a later sweep **and** either the
-//!   names changed or the published copy's sweep is older than `republish_after`. The upload is
-//!   conditional on the ETag just read (`If-Match`, or `If-None-Match: *` for a new object): when
-//!   two pollers race, one write wins and the other gets 412/409, reads again and decides again,
-//!   so an older sweep never replaces a newer one.
-//! * [`Follower`]: `If-None-Match` with the last ETag seen; a 304 transfers no body. A new object
-//!   is checked (size cap, signature by a trusted key, parse, domain, not older than the
-//!   installed snapshot) and installed by [`crate::publish::install`], or refused with the
-//!   installed snapshot left byte-for-byte as it was.
+//! The follower (fleet mode): follows the pollers' S3 object with conditional GETs
+//! (`If-None-Match` with the last ETag seen; a 304 transfers no body). A new object is checked
+//! (size cap, signature by a trusted key, parse, domain, not older than the installed snapshot)
+//! and installed by the writer, or refused with the installed snapshot left byte-for-byte as it
+//! was. `ec2cached install` goes through the same checks ([`check_and_install`]).
 
-use crate::config::{Config, Follow, Publish};
-use crate::keys::{self, Refusal};
-use crate::publish::{self, now, Installed, NotInstalled, Status, CLOCK_SLACK_SECS};
-use crate::s3::{self, Expect, Got, Put};
-use ed25519_dalek::SigningKey;
-use nss_ec2_snapshot::signed::same_fleet;
+use crate::config::{Config, Follow};
+use crate::leaf::clock::{now, utc};
+use crate::leaf::keys::{self, Refusal};
+use crate::leaf::ledger::Status;
+use crate::leaf::outcome::Outcome;
+use crate::leaf::s3::{self, Got};
+use crate::writer::{self, Installed, NotInstalled, CLOCK_SLACK_SECS};
 use nss_ec2_snapshot::Snapshot;
-use std::path::Path;
-
-/// What one follow check (or `install`) did; the names are the metric labels of the spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// 304, or the same bytes as installed.
-    Unchanged,
-    /// A new snapshot was installed.
-    Installed,
-    /// Unsigned, signed by an unknown key, or a signature that does not verify.
-    RefusedSignature,
-    /// From an earlier sweep than the installed snapshot.
-    RefusedRollback,
-    /// Not a snapshot, damaged, or larger than `max_size`.
-    RefusedCorrupt,
-    /// For another domain.
-    RefusedDomain,
-    /// S3 could not be read (outage, throttling, no object, no permission).
-    Error,
-}
-
-impl Outcome {
-    /// Every outcome, in the order the metrics list them.
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Unchanged,
-        Outcome::Installed,
-        Outcome::RefusedSignature,
-        Outcome::RefusedRollback,
-        Outcome::RefusedCorrupt,
-        Outcome::RefusedDomain,
-        Outcome::Error,
-    ];
-
-    /// The label (`unchanged`, `installed`, `refused_signature`, ...).
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Unchanged => "unchanged",
-            Outcome::Installed => "installed",
-            Outcome::RefusedSignature => "refused_signature",
-            Outcome::RefusedRollback => "refused_rollback",
-            Outcome::RefusedCorrupt => "refused_corrupt",
-            Outcome::RefusedDomain => "refused_domain",
-            Outcome::Error => "error",
-        }
-    }
-
-    /// True for the outcomes that leave the host serving what it should.
-    pub fn good(self) -> bool {
-        matches!(self, Outcome::Unchanged | Outcome::Installed)
-    }
-}
 
 /// True when a refusal depends on the object's bytes alone, so that the same object (a 304)
 /// gets the same verdict without another download; a verdict that depends on the clock or on
@@ -139,7 +81,7 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
             Outcome::RefusedRollback,
             format!(
                 "{EXPIRED}its sweep ({}) is {age} s old, more than its max_age ({} s)",
-                crate::status::utc(h.generated_unix),
+                utc(h.generated_unix),
                 h.max_age_secs
             ),
         );
@@ -150,17 +92,17 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
             format!(
                 "its sweep ({}) is more than {CLOCK_SLACK_SECS}{FUTURE}: a poller's clock, or \
                  this host's, is wrong",
-                crate::status::utc(h.generated_unix)
+                utc(h.generated_unix)
             ),
         );
     }
-    match publish::install(&cfg.snapshot, bytes) {
+    match writer::install(&cfg.snapshot, bytes) {
         Ok(Installed::Same) => (Outcome::Unchanged, "same as installed".into()),
         Ok(Installed::Replaced) => (
             Outcome::Installed,
             format!(
                 "installed the sweep of {} ({} names, {} instances)",
-                crate::status::utc(h.generated_unix),
+                utc(h.generated_unix),
                 h.names,
                 h.instances
             ),
@@ -203,14 +145,6 @@ pub fn read_everything(snap: &Snapshot<'_>) -> Result<(), nss_ec2_snapshot::Corr
         a.count(Family::V6)?;
     }
     Ok(())
-}
-
-/// Adds what `object` sent and received since the last record to the status file's counters.
-fn record_counts(st: &mut Status, object: &mut s3::Object) {
-    let (requests, bytes) = object.take_counts();
-    st.s3_url = Some(object.url.to_string());
-    st.s3_requests = st.s3_requests.saturating_add(requests);
-    st.s3_bytes = st.s3_bytes.saturating_add(bytes);
 }
 
 /// A follower: the object, the last ETag seen, and the verdict on it.
@@ -294,7 +228,7 @@ impl Follower {
             Err(e) => (Outcome::Error, e),
         };
         let mut st = Status::load(&cfg.snapshot);
-        record_counts(&mut st, &mut self.object);
+        self.object.record(&mut st);
         st.follow_outcome = Some(outcome.label().into());
         let n = st.follow_fetches.entry(outcome.label().into()).or_default();
         *n = n.saturating_add(1);
@@ -322,212 +256,11 @@ impl Follower {
     }
 }
 
-/// What the poller did with S3 after a sweep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Uploaded {
-    /// Uploaded: the names changed, or the published copy was older than `republish_after`.
-    Uploaded,
-    /// Not uploaded: the published copy has the same names and is recent.
-    Unchanged,
-    /// Not uploaded: another poller already published a later sweep.
-    NewerPublished,
-}
-
-impl Uploaded {
-    /// The status file's word for it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Uploaded::Uploaded => "uploaded",
-            Uploaded::Unchanged => "unchanged",
-            Uploaded::NewerPublished => "newer_published",
-        }
-    }
-}
-
-/// The published object as this poller last read or wrote it.
-#[derive(Debug)]
-struct Remote {
-    etag: String,
-    generated: u64,
-    body: Vec<u8>,
-}
-
-/// A poller's S3 side: the client and signing key, loaded once.
-#[derive(Debug)]
-pub struct Publisher {
-    object: s3::Object,
-    /// The signing key.
-    pub key: SigningKey,
-    /// Keys whose snapshots count as pollers' sweeps when read back: this poller's and
-    /// `[publish] peer_keys`.
-    pollers: Vec<ed25519_dalek::VerifyingKey>,
-    domain: String,
-    republish_after: u32,
-    remote: Option<Remote>,
-    /// The latest sweep this poller has seen in S3 (its own uploads and its peers'; kept in the
-    /// status file): an older object was put back by someone, and is replaced even if its names
-    /// are current.
-    high_water: u64,
-    /// A snapshot whose upload failed, to upload again before the next sweep.
-    pub pending: Option<Vec<u8>>,
-    /// When the last sweep was published locally.
-    pub swept_at: Option<std::time::Instant>,
-}
-
-/// The largest object a poller reads back before deciding (a published object is one of ours).
-const READ_BACK_MAX: u64 = 4 * crate::config::DEFAULT_MAX_SIZE;
-
-impl Publisher {
-    /// Loads the signing key and builds the S3 client once.
-    pub async fn new(cfg: &Config, p: &Publish) -> Result<Publisher, String> {
-        let key = keys::load_signing(&p.signing_key)?;
-        let mut pollers = vec![key.verifying_key()];
-        pollers.extend(p.peer_keys.iter().copied());
-        Ok(Publisher {
-            object: s3::Object::new(&p.url, cfg.regions.first().map(String::as_str), 3).await?,
-            key,
-            pollers,
-            domain: cfg.rules.domain.clone(),
-            republish_after: p.republish_after,
-            remote: None,
-            high_water: Status::load(&cfg.snapshot).s3_high_water,
-            pending: None,
-            swept_at: None,
-        })
-    }
-
-    /// The sweep time of an object read back, if it is a pollers' snapshot: signed by this
-    /// poller or a peer, for this domain, not from the far future. Anything else (written by
-    /// someone else, damaged, a broken clock) counts as the oldest sweep, 0, and is replaced.
-    fn sweep_of(&self, body: &[u8]) -> u64 {
-        if keys::verify(body, &self.pollers).is_err() {
-            return 0;
-        }
-        Snapshot::parse(body)
-            .ok()
-            .filter(|s| s.domain() == self.domain.as_bytes())
-            .map(|s| s.header().generated_unix)
-            .filter(|&g| g <= now().saturating_add(CLOCK_SLACK_SECS))
-            .unwrap_or(0)
-    }
-
-    /// Uploads `signed` (the snapshot just published locally) unless S3 has the same names
-    /// recently or a later sweep. Conflicting writers: read again, decide again (3 rounds).
-    pub async fn upload(&mut self, signed: &[u8]) -> Result<Uploaded, String> {
-        let ours = Snapshot::parse(signed)
-            .map_err(|e| format!("self-check failed: {e}"))?
-            .header()
-            .generated_unix;
-        for _ in 0..3 {
-            let etag = self.remote.as_ref().map(|r| r.etag.clone());
-            // Without s3:ListBucket, S3 answers 403 for a missing key: try to create it.
-            let mut denied = None;
-            match self.object.get(etag.as_deref(), READ_BACK_MAX).await? {
-                Got::Unchanged => {}
-                Got::Missing => self.remote = None,
-                Got::Denied(why) => {
-                    self.remote = None;
-                    denied = Some(why);
-                }
-                // Not a snapshot of ours: the oldest sweep, replaced (still conditionally).
-                Got::TooLarge { etag, .. } => {
-                    self.remote = Some(Remote {
-                        etag,
-                        generated: 0,
-                        body: Vec::new(),
-                    })
-                }
-                Got::Object { etag, body } => {
-                    let generated = self.sweep_of(&body);
-                    self.remote = Some(Remote {
-                        etag,
-                        generated,
-                        body,
-                    });
-                }
-            }
-            let expect = match &self.remote {
-                None => Expect::Absent,
-                Some(r) => {
-                    if r.generated > ours {
-                        self.high_water = self.high_water.max(r.generated);
-                        return Ok(Uploaded::NewerPublished);
-                    }
-                    let recent =
-                        now().saturating_sub(r.generated) < u64::from(self.republish_after);
-                    let rolled_back = r.generated < self.high_water;
-                    if r.body == signed || (recent && !rolled_back && same_fleet(&r.body, signed)) {
-                        self.high_water = self.high_water.max(r.generated);
-                        return Ok(Uploaded::Unchanged);
-                    }
-                    Expect::Etag(r.etag.clone())
-                }
-            };
-            match self.object.put(signed.to_vec(), &expect).await? {
-                Put::Stored(etag) => {
-                    self.high_water = self.high_water.max(ours);
-                    self.remote = Some(Remote {
-                        etag,
-                        generated: ours,
-                        body: signed.to_vec(),
-                    });
-                    return Ok(Uploaded::Uploaded);
-                }
-                Put::Conflict if denied.is_some() => {
-                    return Err(format!(
-                        "{}; it exists but this poller cannot read it: grant s3:GetObject",
-                        denied.unwrap_or_default()
-                    ));
-                }
-                Put::Conflict => {
-                    tracing::info!(
-                        "{} changed while uploading (another poller): reading it again",
-                        self.object.url
-                    );
-                }
-            }
-        }
-        Err(format!(
-            "{} kept changing under three uploads in a row: another poller is writing it",
-            self.object.url
-        ))
-    }
-
-    /// Uploads and records the outcome in the status file.
-    pub async fn upload_and_record(
-        &mut self,
-        snapshot: &Path,
-        signed: &[u8],
-    ) -> Result<Uploaded, String> {
-        let result = self.upload(signed).await;
-        let mut st = Status::load(snapshot);
-        record_counts(&mut st, &mut self.object);
-        st.published_at = Some(now());
-        st.s3_high_water = st.s3_high_water.max(self.high_water);
-        match &result {
-            Ok(u) => {
-                st.publish_outcome = Some(u.label().into());
-                // A retried upload that succeeds ends the failure of its sweep.
-                st.consecutive_failures = 0;
-            }
-            Err(e) => {
-                st.publish_outcome = Some(format!("FAILED: {e}"));
-                st.poll_failed(
-                    now(),
-                    &format!("published locally, not to S3: {e}"),
-                    crate::source::Reason::S3,
-                );
-            }
-        }
-        st.save(snapshot);
-        result
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Config, Follow};
+    use ed25519_dalek::SigningKey;
 
     fn snap(domain: &str, generated: u64, v4: u8) -> Vec<u8> {
         nss_ec2_snapshot::format::tiny(domain, generated, v4)

@@ -4,9 +4,8 @@
 //! Whenever an endpoint URL is configured (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`: moto, MinIO,
 //! a VPC endpoint by address) requests use path-style addressing, which any endpoint serves.
 
-use crate::config::S3Url;
-use crate::source::{cap, describe_credentials, find_source, root_cause};
-use crate::{one_line, source};
+use crate::leaf::aws::{cap, describe_credentials, find_source, one_line, root_cause, timeouts};
+use crate::leaf::ledger::Status;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::error::CredentialsError;
@@ -15,8 +14,48 @@ use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RequestChecksumCalculation, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// An S3 object, `s3://BUCKET/KEY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The object key.
+    pub key: String,
+}
+
+impl fmt::Display for S3Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl S3Url {
+    /// Reads `s3://BUCKET/KEY`.
+    pub fn parse(text: &str) -> Result<S3Url, String> {
+        let bad = || format!("{text:?} is not s3://BUCKET/KEY");
+        let (bucket, key) = text
+            .strip_prefix("s3://")
+            .and_then(|r| r.split_once('/'))
+            .ok_or_else(bad)?;
+        let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| alnum(b) || b == b'.' || b == b'-')
+            && bucket.bytes().next().is_some_and(alnum)
+            && bucket.bytes().last().is_some_and(alnum)
+            && !bucket.contains("..");
+        if !bucket_ok || key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
+            return Err(bad());
+        }
+        Ok(S3Url {
+            bucket: bucket.into(),
+            key: key.into(),
+        })
+    }
+}
 
 /// Seconds one S3 request may take before it is retried (the whole call: three times that).
 const ATTEMPT_SECS: u32 = 20;
@@ -101,7 +140,7 @@ impl Object {
     /// when the chain finds none; `attempts` per request (the SDK's standard retries).
     pub async fn new(url: &S3Url, region: Option<&str>, attempts: u32) -> Result<Object, String> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(source::timeouts(ATTEMPT_SECS))
+            .timeout_config(timeouts(ATTEMPT_SECS))
             .retry_config(RetryConfig::standard().with_max_attempts(attempts.max(1)));
         if let Some(r) = region {
             let chain = aws_config::meta::region::RegionProviderChain::default_provider()
@@ -140,6 +179,14 @@ impl Object {
         let delta = (now.0 - self.recorded.0, now.1 - self.recorded.1);
         self.recorded = now;
         delta
+    }
+
+    /// Adds what this object sent and received since the last record to the ledger's counters.
+    pub fn record(&mut self, st: &mut Status) {
+        let (requests, bytes) = self.take_counts();
+        st.s3_url = Some(self.url.to_string());
+        st.s3_requests = st.s3_requests.saturating_add(requests);
+        st.s3_bytes = st.s3_bytes.saturating_add(bytes);
     }
 
     /// GET, conditional on `etag` when given; refuses to read a body larger than `max` bytes.

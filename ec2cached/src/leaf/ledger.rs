@@ -1,0 +1,102 @@
+//! The status ledger: what the last polls, uploads and follow checks did, kept in
+//! `<snapshot>.status` for `ec2cached status`, the metrics and the facts.
+
+use crate::leaf::files::write_atomic;
+use crate::leaf::outcome::Reason;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What the last polls did; kept in `<snapshot>.status` for `ec2cached status`.
+#[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq, Eq)]
+#[serde(default)]
+pub struct Status {
+    /// When the last poll started.
+    pub last_attempt: Option<u64>,
+    /// When a snapshot was last published.
+    pub last_success: Option<u64>,
+    /// The last failure's one-line reason (kept after a later success, with its time).
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<u64>,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// API requests of the last successful sweep.
+    pub requests: u32,
+    /// Counts of the last published snapshot.
+    pub instances: usize,
+    /// Live instances.
+    pub live: usize,
+    /// Ready instances.
+    pub ready: usize,
+    /// Names.
+    pub names: usize,
+    /// What the last refresh did not publish, and why.
+    pub problems: Vec<String>,
+    /// EC2 API requests of every sweep so far (failed ones too, the SDK's retries included).
+    pub api_requests_total: u64,
+    /// Fleet mode: the S3 object this host publishes to or follows.
+    pub s3_url: Option<String>,
+    /// Poller: what the last upload did (`uploaded`, `unchanged`, `newer_published`), or the
+    /// failure, and when.
+    pub publish_outcome: Option<String>,
+    /// When the last upload or decision not to upload happened.
+    pub published_at: Option<u64>,
+    /// Follower: the outcome of the last check (`unchanged`, `installed`, `refused_signature`,
+    /// `refused_rollback`, `refused_corrupt`, `refused_domain`, `error`).
+    pub follow_outcome: Option<String>,
+    /// S3 requests sent by this host (retries included), a running total.
+    pub s3_requests: u64,
+    /// S3 body bytes received or sent, a running total.
+    pub s3_bytes: u64,
+    /// Poller: the latest pollers' sweep seen in S3 (an older object there was put back).
+    pub s3_high_water: u64,
+    /// Poller: failed polls by reason (the metric's `reason` label), running totals.
+    pub poll_failures: BTreeMap<String, u64>,
+    /// Follower: checks by outcome (the metric's `outcome` label), running totals.
+    pub follow_fetches: BTreeMap<String, u64>,
+    /// Poller: how long the last good sweep took, in milliseconds.
+    pub sweep_ms: Option<u64>,
+}
+
+/// Path of the status file of a snapshot.
+pub fn status_path(snapshot: &Path) -> PathBuf {
+    let mut s = snapshot.as_os_str().to_owned();
+    s.push(".status");
+    PathBuf::from(s)
+}
+
+impl Status {
+    /// Reads the status file; a missing or unreadable one is an empty status.
+    pub fn load(snapshot: &Path) -> Status {
+        std::fs::read(status_path(snapshot))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the status file atomically. Failure is logged, never fatal.
+    pub fn save(&self, snapshot: &Path) {
+        let Ok(bytes) = serde_json::to_vec_pretty(self) else {
+            return;
+        };
+        if let Err(e) = write_atomic(&status_path(snapshot), &bytes) {
+            tracing::warn!("cannot write the status file: {e}");
+        }
+    }
+
+    /// Records a failure.
+    pub fn failed(&mut self, at: u64, why: &str) {
+        self.last_attempt = Some(at);
+        self.last_error = Some(why.to_string());
+        self.last_error_at = Some(at);
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+
+    /// Records a failed poll (or upload) and counts it under `reason`.
+    pub fn poll_failed(&mut self, at: u64, why: &str, reason: Reason) {
+        self.failed(at, why);
+        let n = self.poll_failures.entry(reason.label().into()).or_default();
+        *n = n.saturating_add(1);
+    }
+}

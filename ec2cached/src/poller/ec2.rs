@@ -1,0 +1,456 @@
+//! The EC2 API: one client per account and region, and one paginated, filtered
+//! DescribeInstances sweep of them all; its failures said and labelled.
+
+use crate::config::Config;
+use crate::leaf::aws::{
+    cap, describe_credentials, endpoint_of, find_source, one_line, root_cause, timeouts,
+    timeouts_secs,
+};
+use crate::leaf::outcome::{Failed, Reason};
+use crate::poller::Sweep;
+use aws_config::retry::RetryConfig;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::config::interceptors::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::Filter;
+use nss_ec2_snapshot::fleet::Ec2Instance;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Checks every successful DescribeInstances response is a whole XML document before it is
+/// trusted, and counts response bytes. The SDK's XML reader is lenient: a truncated or garbled
+/// body can deserialize as a page with no instances, which would publish an empty fleet.
+#[derive(Debug, Default)]
+struct ResponseCheck {
+    /// HTTP requests sent (every attempt, the SDK's retries included).
+    attempts: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    /// The endpoint (scheme://host:port) of the last request, for error messages.
+    endpoint: Arc<Mutex<String>>,
+}
+
+impl Intercept for ResponseCheck {
+    fn name(&self) -> &'static str {
+        "ec2cached::ResponseCheck"
+    }
+
+    fn read_before_signing(
+        &self,
+        ctx: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut e) = self.endpoint.lock() {
+            *e = endpoint_of(ctx.request().uri());
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        ctx: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let resp = ctx.response();
+        let Some(body) = resp.body().bytes() else {
+            return Ok(());
+        };
+        self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        if resp.status().is_success()
+            && !body
+                .trim_ascii_end()
+                .ends_with(b"</DescribeInstancesResponse>")
+        {
+            return Err(
+                "malformed response: not a complete DescribeInstancesResponse document".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A poller's EC2 clients, built once and kept for the daemon's life: one per account and
+/// region, all from one SDK config, so they share one credentials cache (credentials are fetched
+/// from IMDS or STS again only when they near expiry, not at every sweep; an assumed role once
+/// per account) and one connection pool (no new TLS handshake per sweep).
+#[derive(Debug)]
+pub struct Source {
+    targets: Vec<Target>,
+    /// HTTP requests, counted by [`ResponseCheck`].
+    attempts: Arc<AtomicU64>,
+    /// Response bytes, counted by [`ResponseCheck`].
+    bytes: Arc<AtomicU64>,
+    /// The endpoint of the last request signed, for messages.
+    endpoint: Arc<Mutex<String>>,
+}
+
+/// One account in one region.
+#[derive(Debug)]
+struct Target {
+    /// `account 111122223333 (prod), ` or "" without `[[account]]` (messages as before).
+    account: String,
+    region: String,
+    /// The account's label: its names live under `label.D`.
+    namespace: Option<String>,
+    client: aws_sdk_ec2::Client,
+}
+
+impl Source {
+    /// Loads the SDK config (credentials chain, region chain, endpoint) and builds a client for
+    /// every account and region. Fails only when no region can be found: the caller tries again
+    /// at the next sweep (the region may come from IMDS, which may not answer yet at boot).
+    pub async fn new(cfg: &Config) -> Result<Source, Failed> {
+        // One identity cache for every client built from `base` (by default each client has
+        // its own): with it, clients of one account in several regions share its credentials.
+        let base = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts(cfg.api_timeout))
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .identity_cache(aws_config::identity::IdentityCache::lazy().build())
+            .load()
+            .await;
+        let host_region = |whose: &str| {
+            base.region().map(|r| vec![r.to_string()]).ok_or_else(|| {
+                Failed::new(
+                    Reason::Config,
+                    format!(
+                        "no region{whose}: set `regions` in the config, AWS_REGION, or a \
+                         profile region"
+                    ),
+                )
+            })
+        };
+        let attempts = Arc::new(AtomicU64::new(0));
+        let bytes = Arc::new(AtomicU64::new(0));
+        let endpoint = Arc::new(Mutex::new(String::new()));
+        let client = |region: &str, creds: Option<SharedCredentialsProvider>| {
+            let mut conf = aws_sdk_ec2::config::Builder::from(&base)
+                .region(aws_sdk_ec2::config::Region::new(region.to_string()))
+                .interceptor(ResponseCheck {
+                    attempts: Arc::clone(&attempts),
+                    bytes: Arc::clone(&bytes),
+                    endpoint: Arc::clone(&endpoint),
+                });
+            // `set_credentials_provider` keeps the provider's cache partition (so the clients
+            // of one account share its cached credentials); `credentials_provider` would wrap
+            // it in a new one, and each region's client would assume the role again.
+            conf.set_credentials_provider(creds);
+            aws_sdk_ec2::Client::from_conf(conf.build())
+        };
+        let mut targets = Vec::new();
+        if cfg.accounts.is_empty() {
+            let regions = if cfg.regions.is_empty() {
+                host_region("")?
+            } else {
+                cfg.regions.clone()
+            };
+            for region in regions {
+                targets.push(Target {
+                    account: String::new(),
+                    client: client(&region, None),
+                    region,
+                    namespace: None,
+                });
+            }
+        }
+        for a in &cfg.accounts {
+            let regions = if a.regions.is_empty() {
+                host_region(&format!(" for {}", a.describe()))?
+            } else {
+                a.regions.clone()
+            };
+            // One provider per account, shared by its regions' clients: one AssumeRole per
+            // credential lifetime, whatever the number of regions and sweeps.
+            let creds = match &a.role_arn {
+                None => None,
+                Some(arn) => {
+                    let mut b = aws_config::sts::AssumeRoleProvider::builder(arn.clone())
+                        .session_name("ec2cached")
+                        .configure(&base);
+                    if let Some(id) = &a.external_id {
+                        b = b.external_id(id.clone());
+                    }
+                    if base.region().is_none() {
+                        b = b.region(aws_config::Region::new(regions[0].clone()));
+                    }
+                    Some(SharedCredentialsProvider::new(b.build().await))
+                }
+            };
+            for region in regions {
+                targets.push(Target {
+                    account: format!("{}, ", a.describe()),
+                    client: client(&region, creds.clone()),
+                    region,
+                    namespace: a.label.clone(),
+                });
+            }
+        }
+        Ok(Source {
+            targets,
+            attempts,
+            bytes,
+            endpoint,
+        })
+    }
+
+    /// Reads every running instance (in the configured groups) of every region.
+    /// Any failed page fails the whole sweep: a partial fleet is never published.
+    pub async fn sweep(&self, cfg: &Config) -> Result<Sweep, Failed> {
+        let started = std::time::Instant::now();
+        let mut sweep = Sweep::default();
+        self.bytes.store(0, Ordering::Relaxed);
+        self.attempts.store(0, Ordering::Relaxed);
+        for t in &self.targets {
+            let (region, client) = (&t.region, &t.client);
+            // A failure before this region's first request is signed must not name another's.
+            if let Ok(mut e) = self.endpoint.lock() {
+                e.clear();
+            }
+            let mut req = client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
+                .max_results(1000);
+            if let Some(groups) = &cfg.rules.security_groups {
+                req = req.filters(
+                    Filter::builder()
+                        .name("instance.group-name")
+                        .set_values(Some(groups.clone()))
+                        .build(),
+                );
+            }
+            // Pages by hand, not with the SDK's paginator: it ends quietly when a token comes
+            // back the same as the one sent, which would publish a partial fleet as a whole one.
+            let mut token: Option<String> = None;
+            let mut seen = std::collections::HashSet::new();
+            let mut page_no = 0u32;
+            loop {
+                page_no += 1;
+                let where_ = format!("DescribeInstances in {}{region}, page {page_no}", t.account);
+                let page = req
+                    .clone()
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!("{where_} failed: {}", DisplayErrorContext(&e));
+                        let at = self.endpoint.lock().map(|e| e.clone()).unwrap_or_default();
+                        Failed {
+                            reason: classify(&e),
+                            message: format!(
+                                "{} ({where_})",
+                                describe_error(&e, &at, cfg.api_timeout)
+                            ),
+                            requests: self.requests(),
+                        }
+                    })?;
+                for r in page.reservations() {
+                    for i in r.instances() {
+                        let mut i = from_sdk(i);
+                        i.region = region.clone();
+                        i.namespace = t.namespace.clone();
+                        sweep.instances.push(i);
+                    }
+                }
+                match page.next_token().filter(|t| !t.is_empty()) {
+                    None => break,
+                    Some(t) if !seen.insert(t.to_string()) => {
+                        return Err(Failed {
+                            reason: Reason::MalformedResponse,
+                            message: format!(
+                                "the EC2 API sent a page token it had already sent: a sweep that \
+                                 ended here would miss instances, so none is published \
+                                 ({where_})"
+                            ),
+                            requests: self.requests(),
+                        });
+                    }
+                    Some(t) => token = Some(t.to_string()),
+                }
+            }
+            sweep.bytes = self.bytes.load(Ordering::Relaxed);
+            tracing::debug!(
+                account = t.account,
+                region,
+                pages = page_no,
+                requests = self.requests(),
+                bytes = sweep.bytes,
+                instances = sweep.instances.len(),
+                "swept region"
+            );
+        }
+        sweep.requests = self.requests();
+        sweep.elapsed = started.elapsed();
+        Ok(sweep)
+    }
+
+    /// HTTP requests of this sweep so far, retries included.
+    fn requests(&self) -> u32 {
+        u32::try_from(self.attempts.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
+    }
+}
+
+/// One sweep with clients built for it (`refresh`, `explain`): see [`Source`].
+pub async fn poll(cfg: &Config) -> Result<Sweep, Failed> {
+    Source::new(cfg).await?.sweep(cfg).await
+}
+
+/// The metric reason of an SDK error.
+fn classify<E>(e: &SdkError<E, HttpResponse>) -> Reason
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    match e {
+        SdkError::ServiceError(s) => match s.err().code() {
+            Some(
+                "RequestLimitExceeded"
+                | "Throttling"
+                | "ThrottlingException"
+                | "SlowDown"
+                | "RequestThrottled"
+                | "TooManyRequestsException",
+            ) => Reason::Throttled,
+            Some(
+                "UnauthorizedOperation"
+                | "AuthFailure"
+                | "AccessDenied"
+                | "AccessDeniedException"
+                | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "OptInRequired"
+                | "Blocked",
+            ) => Reason::Denied,
+            Some(c) if c.contains("Expired") => Reason::Credentials,
+            Some(_) => Reason::ApiError,
+            None => Reason::MalformedResponse,
+        },
+        SdkError::TimeoutError(_) => Reason::Timeout,
+        other => {
+            if find_source::<CredentialsError>(other).is_some() {
+                return Reason::Credentials;
+            }
+            match other {
+                SdkError::DispatchFailure(d) if d.is_timeout() => Reason::Timeout,
+                SdkError::DispatchFailure(_) => Reason::Unreachable,
+                SdkError::ResponseError(_) => Reason::MalformedResponse,
+                _ => Reason::ApiError,
+            }
+        }
+    }
+}
+
+/// One line for an SDK error, cause first: what went wrong in words an operator can act on,
+/// never the SDK's Debug dump. The caller appends where (operation, region, page).
+fn describe_error<E>(e: &SdkError<E, HttpResponse>, endpoint: &str, api_timeout: u32) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    let endpoint = if endpoint.is_empty() {
+        "its endpoint"
+    } else {
+        endpoint
+    };
+    let t = timeouts_secs(api_timeout);
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
+            match (err.code(), msg.is_empty()) {
+                (Some(code), false) => format!("the EC2 API refused: {code}: {msg}"),
+                (Some(code), true) => format!("the EC2 API refused: {code}"),
+                (None, _) => format!(
+                    "the EC2 API at {endpoint} answered HTTP {} without an EC2 error: is \
+                     AWS_ENDPOINT_URL an EC2 endpoint?",
+                    s.raw().status().as_u16()
+                ),
+            }
+        }
+        SdkError::TimeoutError(_) => format!(
+            "timeout: no answer from the EC2 API at {endpoint} within {} s (3 × api_timeout, with \
+             retries)",
+            t.operation
+        ),
+        other => {
+            if let Some(c) = find_source::<CredentialsError>(other) {
+                return describe_credentials(c);
+            }
+            let cause = root_cause(other);
+            match other {
+                SdkError::DispatchFailure(d) if d.is_timeout() => format!(
+                    "timeout: cannot reach the EC2 API at {endpoint} (connect within {} s, answer \
+                     within {} s): {cause}",
+                    t.connect, t.attempt
+                ),
+                SdkError::DispatchFailure(_) => {
+                    format!("cannot reach the EC2 API at {endpoint}: {cause}")
+                }
+                SdkError::ResponseError(_) => {
+                    format!("malformed response from the EC2 API at {endpoint}: {cause}")
+                }
+                _ => cause,
+            }
+        }
+    }
+}
+
+fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Ec2Instance {
+    let primary = i
+        .network_interfaces()
+        .iter()
+        .find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0));
+    Ec2Instance {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        launch_time_ms: i
+            .launch_time()
+            .map(|t| t.secs() * 1000 + i64::from(t.subsec_nanos() / 1_000_000))
+            .unwrap_or(0),
+        groups: i
+            .security_groups()
+            .iter()
+            .filter_map(|g| g.group_name().map(str::to_string))
+            .collect(),
+        tags: i
+            .tags()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        private_ipv4: i.private_ip_address().and_then(|a| a.parse().ok()),
+        public_ipv4: i.public_ip_address().and_then(|a| a.parse().ok()),
+        ipv6: primary
+            .map(|n| {
+                n.ipv6_addresses()
+                    .iter()
+                    .filter_map(|a| a.ipv6_address()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        az: i
+            .placement()
+            .and_then(|p| p.availability_zone())
+            .unwrap_or_default()
+            .to_string(),
+        vpc: i.vpc_id().unwrap_or_default().to_string(),
+        ..Ec2Instance::default()
+    }
+}

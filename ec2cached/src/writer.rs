@@ -1,0 +1,163 @@
+//! The writer of the local snapshot: every writer (the daemon as poller or follower, `refresh`,
+//! `install`) takes `<snapshot>.lock`, compares, and replaces the file whole, so two writers never
+//! put an older generation over a newer one. A failed poll never reaches it, so the last good
+//! snapshot stays byte-for-byte as it was.
+
+use crate::leaf::clock::{now, utc};
+use crate::leaf::files::{remove_stale_temps_of, write_atomic};
+use crate::leaf::ledger::status_path;
+use nix::errno::Errno;
+use nss_ec2_snapshot::Snapshot;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Removes temp files that a killed process left beside the snapshot and its status file
+/// ([`remove_stale_temps_of`]).
+pub fn remove_stale_temps(snapshot: &Path) {
+    remove_stale_temps_of(snapshot);
+    remove_stale_temps_of(&status_path(snapshot));
+}
+
+/// Path of the lock file that serialises writers of a snapshot.
+pub fn lock_path(snapshot: &Path) -> PathBuf {
+    let mut s = snapshot.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// How far in the future a sweep may be and still count as newer (clocks of pollers and hosts
+/// differ a little). A snapshot further ahead comes from a broken clock, or from no poller: it is
+/// not installed, and one already installed does not block later sweeps (it would stall every
+/// writer until the clocks caught up).
+pub const CLOCK_SLACK_SECS: u64 = 300;
+
+/// How long a writer waits for another to finish before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Takes `<snapshot>.lock`, the lock every writer of the snapshot holds while it compares and
+/// replaces. A new lock file is the state directory owner's, mode 0600 (root makes it so when it
+/// creates it), so no other account can open it and stall the daemon; it is opened without
+/// following a symlink, without blocking on a FIFO, refused if it is not a regular file with one
+/// link, and waited for at most [`LOCK_WAIT`] (the caller's thread sleeps meanwhile: a daemon
+/// serves SIGTERM after at most that long).
+fn lock_writers(snapshot: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, NotInstalled> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let lock = lock_path(snapshot);
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        NotInstalled::Io(format!("cannot {what} {}: {e}", lock.display()))
+    };
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    // An existing lock is opened read-only (enough for flock), so its owner and mode need not be
+    // ours; a new one is made mode 0600, and root hands the one it made to the state
+    // directory's owner (the daemon's account). A lock someone else made is never chowned or
+    // chmodded.
+    let existing = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(&lock);
+    let file = match existing {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(flags)
+                .open(&lock)
+                .map_err(|e| fail("create", &e))?;
+            let dir = lock
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if let Ok(d) = std::fs::metadata(dir) {
+                if nix::unistd::geteuid().is_root() && d.uid() != 0 {
+                    std::os::unix::fs::fchown(&f, Some(d.uid()), Some(d.gid()))
+                        .map_err(|e| fail("chown", &e))?;
+                }
+            }
+            f
+        }
+        Err(e) => return Err(fail("open", &e)),
+    };
+    let meta = file.metadata().map_err(|e| fail("stat", &e))?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(fail("use", &"not a regular file with one link"));
+    }
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(held) => return Ok(held),
+            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(fail(
+                    "lock",
+                    &format!("another writer has held it for {} s", LOCK_WAIT.as_secs()),
+                ))
+            }
+            Err((_, e)) => return Err(fail("lock", &e)),
+        }
+    }
+}
+
+/// What [`install`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// The file was replaced.
+    Replaced,
+    /// The installed file already has these bytes.
+    Same,
+}
+
+/// Why [`install`] left the installed snapshot alone.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotInstalled {
+    /// The installed snapshot comes from a later sweep (its generation time, ours).
+    Rollback(u64, u64),
+    /// Writing failed.
+    Io(String),
+}
+
+impl std::fmt::Display for NotInstalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotInstalled::Rollback(installed, ours) => write!(
+                f,
+                "older than the installed snapshot (sweep at {}, installed: {}): no rollback",
+                utc(*ours),
+                utc(*installed)
+            ),
+            NotInstalled::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Replaces the snapshot at `path` with `bytes` (a snapshot that parses) unless the installed
+/// one comes from a later sweep: every writer (the daemon as poller or follower, `refresh`,
+/// `install`) takes `<path>.lock` first, so two writers never put an older generation over a
+/// newer one. An installed file that does not parse, or whose sweep is more than
+/// [`CLOCK_SLACK_SECS`] in the future, is replaced.
+pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
+    let ours = Snapshot::parse(bytes)
+        .map_err(|e| NotInstalled::Io(format!("self-check failed: {e}")))?
+        .header()
+        .generated_unix;
+    let _held = lock_writers(path)?;
+    if let Ok(current) = std::fs::read(path) {
+        if current == bytes {
+            return Ok(Installed::Same);
+        }
+        if let Ok(s) = Snapshot::parse(&current) {
+            let installed = s.header().generated_unix;
+            if installed > ours && installed <= now().saturating_add(CLOCK_SLACK_SECS) {
+                return Err(NotInstalled::Rollback(installed, ours));
+            }
+        }
+    }
+    write_atomic(path, bytes)
+        .map_err(|e| NotInstalled::Io(format!("cannot publish {}: {e}", path.display())))?;
+    Ok(Installed::Replaced)
+}
