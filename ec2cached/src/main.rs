@@ -291,7 +291,7 @@ fn main() -> ExitCode {
             ec2cached::reports::export::run(&cfg, *format, output.as_deref(), now())
         }
         Command::Status => {
-            let (text, healthy) = status::report(&cfg);
+            let status::Report { text, healthy } = status::report(&cfg);
             print!("{text}");
             if healthy {
                 Ok(())

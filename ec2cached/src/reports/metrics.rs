@@ -70,136 +70,160 @@ fn clashes(path: &Path, cfg: &Config) -> Option<String> {
     None
 }
 
-/// The metrics text for a status and the header of the installed snapshot (None: none that
-/// parses), at time `now`.
-pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u64) -> String {
-    // Served: what the module answers from, so not one past its max_age. The gauges of an
-    // expired snapshot stay (its age keeps the stale alert firing); only `present` goes to 0.
-    let served = installed.filter(|h| !h.expired_at(now));
-    let r = Registry::new();
-    // Names and help are fixed strings: registering them cannot fail but on a programming
-    // error, which the unit tests would show; a failure here drops that metric, nothing else.
-    let gauge = |name: &str, help: &str, v: i64| {
+/// A registry the metrics are added to. Names and help are fixed strings: registering them
+/// cannot fail but on a programming error, which the unit tests would show; a failure drops that
+/// metric, nothing else.
+struct Metrics(Registry);
+
+impl Metrics {
+    fn gauge(&self, name: &str, help: &str, v: i64) {
         if let Ok(g) = IntGauge::new(name, help) {
             g.set(v);
-            let _ = r.register(Box::new(g));
+            let _ = self.0.register(Box::new(g));
         }
-    };
-    let counter = |name: &str, help: &str, v: u64| {
+    }
+
+    fn seconds(&self, name: &str, help: &str, v: f64) {
+        if let Ok(g) = Gauge::new(name, help) {
+            g.set(v);
+            let _ = self.0.register(Box::new(g));
+        }
+    }
+
+    fn counter(&self, name: &str, help: &str, v: u64) {
         if let Ok(c) = IntCounter::new(name, help) {
             c.inc_by(v);
-            let _ = r.register(Box::new(c));
+            let _ = self.0.register(Box::new(c));
         }
-    };
-    let by = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
+    }
+
+    fn by(&self, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
         if let Ok(c) = IntCounterVec::new(Opts::new(name, help), &[label]) {
             for (l, v) in values {
                 c.with_label_values(&[*l]).inc_by(*v);
             }
-            let _ = r.register(Box::new(c));
+            let _ = self.0.register(Box::new(c));
         }
-    };
-    let secs = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
-    let follower = cfg.follow.is_some();
+    }
+}
 
-    gauge(
+/// A unix time as a gauge value.
+fn secs(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+/// The metrics text for a status and the header of the installed snapshot (None: none that
+/// parses), at time `now`.
+pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u64) -> String {
+    let m = Metrics(Registry::new());
+    m.gauge(
         "ec2cached_interval_seconds",
         "Seconds between polls (follow checks on a follower), from the configuration.",
         i64::from(cfg.interval),
     );
     if let Some(t) = status.last_success {
-        gauge(
+        m.gauge(
             "ec2cached_last_success_timestamp_seconds",
             "When the last successful poll (follow check on a follower) started, in Unix time.",
             secs(t),
         );
     }
-    gauge(
+    m.gauge(
         "ec2cached_consecutive_failures",
         "Polls (follow checks) that failed since the last success.",
         i64::from(status.consecutive_failures),
     );
-    gauge(
-        "ec2cached_snapshot_present",
-        "1 when a snapshot the module answers from is installed (it parses and is within its \
-         max_age), else 0: .ec2 names answer UNAVAIL.",
-        i64::from(served.is_some()),
-    );
-    if let Some(h) = installed {
-        gauge(
-            "ec2cached_snapshot_generation_timestamp_seconds",
-            "When the sweep of the installed snapshot started, in Unix time (on a follower: the \
-             poller's sweep), also once it is past its max_age.",
-            secs(h.generated_unix),
-        );
-        gauge(
-            "ec2cached_snapshot_max_age_seconds",
-            "Age after which the module stops answering from the snapshot; 0: no limit.",
-            i64::from(h.max_age_secs),
-        );
-        gauge(
-            "ec2cached_instances",
-            "Live instances in the installed snapshot.",
-            i64::from(h.instances),
-        );
-        gauge(
-            "ec2cached_names",
-            "Names in the installed snapshot.",
-            i64::from(h.names),
-        );
-    }
-    if follower {
+    snapshot(&m, installed, now);
+    if cfg.follow.is_some() {
         let counts = totals(Outcome::ALL.map(Outcome::label), &status.follow_fetches);
-        by(
+        m.by(
             "ec2cached_follow_fetches_total",
             "Checks of the S3 object, by outcome.",
             "outcome",
             &counts,
         );
     } else {
-        if let Some(ms) = status.sweep_ms {
-            if let Ok(g) = Gauge::new(
-                "ec2cached_sweep_duration_seconds",
-                "How long the last successful sweep of the EC2 API took.",
-            ) {
-                g.set(ms as f64 / 1000.0);
-                let _ = r.register(Box::new(g));
-            }
-        }
-        counter(
-            "ec2cached_api_requests_total",
-            "EC2 API requests sent (DescribeInstances pages and the SDK's retries of them), failed \
-             sweeps included.",
-            status.api_requests_total,
-        );
-        let counts = totals(Reason::ALL.map(Reason::label), &status.poll_failures);
-        by(
-            "ec2cached_poll_failures_total",
-            "Failed polls, by reason.",
-            "reason",
-            &counts,
-        );
-        gauge(
-            "ec2cached_unpublished_names",
-            "Names the last successful refresh did not publish (collisions, reserved labels).",
-            i64::try_from(status.problems.len()).unwrap_or(i64::MAX),
-        );
+        poller(&m, status);
     }
     if cfg.publish.is_some() || cfg.follow.as_ref().is_some_and(|f| f.url.is_some()) {
-        counter(
+        m.counter(
             "ec2cached_s3_requests_total",
             "Requests sent to S3 (fleet mode), retries included.",
             status.s3_requests,
         );
-        counter(
+        m.counter(
             "ec2cached_s3_bytes_total",
             "Object bytes received from or sent to S3 (fleet mode).",
             status.s3_bytes,
         );
     }
     let mut out = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&r.gather(), &mut out);
+    let _ = prometheus::TextEncoder::new().encode(&m.0.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The installed snapshot's gauges.
+fn snapshot(m: &Metrics, installed: Option<&Header>, now: u64) {
+    // Served: what the module answers from, so not one past its max_age. The gauges of an
+    // expired snapshot stay (its age keeps the stale alert firing); only `present` goes to 0.
+    let served = installed.filter(|h| !h.expired_at(now));
+    m.gauge(
+        "ec2cached_snapshot_present",
+        "1 when a snapshot the module answers from is installed (it parses and is within its \
+         max_age), else 0: .ec2 names answer UNAVAIL.",
+        i64::from(served.is_some()),
+    );
+    let Some(h) = installed else { return };
+    m.gauge(
+        "ec2cached_snapshot_generation_timestamp_seconds",
+        "When the sweep of the installed snapshot started, in Unix time (on a follower: the \
+         poller's sweep), also once it is past its max_age.",
+        secs(h.generated_unix),
+    );
+    m.gauge(
+        "ec2cached_snapshot_max_age_seconds",
+        "Age after which the module stops answering from the snapshot; 0: no limit.",
+        i64::from(h.max_age_secs),
+    );
+    m.gauge(
+        "ec2cached_instances",
+        "Live instances in the installed snapshot.",
+        i64::from(h.instances),
+    );
+    m.gauge(
+        "ec2cached_names",
+        "Names in the installed snapshot.",
+        i64::from(h.names),
+    );
+}
+
+/// A poller's sweep, API and failure metrics.
+fn poller(m: &Metrics, status: &Status) {
+    if let Some(ms) = status.sweep_ms {
+        m.seconds(
+            "ec2cached_sweep_duration_seconds",
+            "How long the last successful sweep of the EC2 API took.",
+            ms as f64 / 1000.0,
+        );
+    }
+    m.counter(
+        "ec2cached_api_requests_total",
+        "EC2 API requests sent (DescribeInstances pages and the SDK's retries of them), failed \
+         sweeps included.",
+        status.api_requests_total,
+    );
+    let counts = totals(Reason::ALL.map(Reason::label), &status.poll_failures);
+    m.by(
+        "ec2cached_poll_failures_total",
+        "Failed polls, by reason.",
+        "reason",
+        &counts,
+    );
+    m.gauge(
+        "ec2cached_unpublished_names",
+        "Names the last successful refresh did not publish (collisions, reserved labels).",
+        i64::try_from(status.problems.len()).unwrap_or(i64::MAX),
+    );
 }
 
 #[cfg(test)]

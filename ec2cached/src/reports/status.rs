@@ -12,30 +12,59 @@ fn when(t: u64, now: u64) -> String {
     format!("{} ({} s ago)", utc(t), now.saturating_sub(t))
 }
 
-/// The report, and whether everything is healthy (a usable snapshot, last poll good).
-pub fn report(cfg: &Config) -> (String, bool) {
+/// What `ec2cached status` says, and whether everything is healthy (a usable snapshot, the
+/// last poll or check good).
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The lines, `label:   value` each.
+    pub text: String,
+    /// False when anything is wrong (the exit status is 1).
+    pub healthy: bool,
+}
+
+impl Report {
+    /// Adds `label:` and `value`, the values aligned.
+    fn line(&mut self, label: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.text, "{:<16}{value}", format!("{label}:"));
+    }
+
+    /// Adds a line that says something is wrong.
+    fn wrong(&mut self, label: &str, value: impl std::fmt::Display) {
+        self.healthy = false;
+        self.line(label, value);
+    }
+}
+
+/// The report: the mode, the installed snapshot, and what the ledger says of the last polls,
+/// checks and uploads.
+pub fn report(cfg: &Config) -> Report {
     let now = now();
-    let mut out = String::new();
-    let mut healthy = true;
     let st = Status::load(&cfg.snapshot);
-    let follower = cfg.follow.is_some();
-    let _ = writeln!(out, "snapshot:       {}", cfg.snapshot.display());
+    let mut r = Report {
+        text: String::new(),
+        healthy: true,
+    };
+    r.line("snapshot", cfg.snapshot.display());
     match (&cfg.follow, &cfg.publish) {
-        (Some(f), _) => {
-            let what = match &f.url {
+        (Some(f), _) => r.line(
+            "mode",
+            match &f.url {
                 Some(u) => format!("follows {u} (names, max_age and sweep time are the poller's)"),
                 None => "follows `ec2cached install` (no [follow] url)".into(),
-            };
-            let _ = writeln!(out, "mode:           {what}");
-        }
-        (None, Some(p)) => {
-            let _ = writeln!(out, "mode:           polls EC2, publishes to {}", p.url);
-        }
+            },
+        ),
+        (None, Some(p)) => r.line("mode", format!("polls EC2, publishes to {}", p.url)),
         (None, None) => {}
     }
-    match std::fs::read(&cfg.snapshot) {
+    installed(&mut r, cfg, &st, now);
+    ledger(&mut r, cfg.follow.is_some(), &st, now);
+    r
+}
+
+/// The installed snapshot: missing (and why), unusable, or what it holds.
+fn installed(r: &mut Report, cfg: &Config, st: &Status, now: u64) {
+    let bytes = match std::fs::read(&cfg.snapshot) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            healthy = false;
             let why = match (st.last_attempt, st.last_success) {
                 (None, _) => "no poll has run yet: start the service (systemctl start ec2cached) \
                               or run `ec2cached refresh`"
@@ -46,125 +75,126 @@ pub fn report(cfg: &Config) -> (String, bool) {
                     when(t, now)
                 ),
             };
-            let _ = writeln!(
-                out,
-                "state:          no snapshot: .{} names answer UNAVAIL (DNS is asked)",
-                cfg.rules.domain
+            r.wrong(
+                "state",
+                format!(
+                    "no snapshot: .{} names answer UNAVAIL (DNS is asked)",
+                    cfg.rules.domain
+                ),
             );
-            let _ = writeln!(out, "why:            {why}");
+            r.line("why", why);
+            return;
         }
-        Err(e) => {
-            healthy = false;
-            let _ = writeln!(out, "state:          unusable: {e}");
-        }
-        Ok(bytes) => match Snapshot::parse(&bytes) {
-            Err(e) => {
-                healthy = false;
-                let _ = writeln!(out, "state:          unusable: {e}");
-            }
-            Ok(s) => {
-                let h = s.header();
-                let age = now.saturating_sub(h.generated_unix);
-                let expired = h.max_age_secs != 0 && age > u64::from(h.max_age_secs);
-                healthy &= !expired;
-                let _ = writeln!(
-                    out,
-                    "state:          {}",
-                    if expired {
-                        "expired (older than max_age): lookups answer UNAVAIL"
-                    } else {
-                        "serving"
-                    }
-                );
-                let _ = writeln!(
-                    out,
-                    "domain:         {}",
-                    String::from_utf8_lossy(s.domain())
-                );
-                let _ = writeln!(out, "generated:      {}", when(h.generated_unix, now));
-                if follower {
-                    let _ = writeln!(
-                        out,
-                        "interval:       {} s (the poller's, the TTL); checks every {} s",
-                        h.interval_secs, cfg.interval
-                    );
-                } else {
-                    let _ = writeln!(out, "interval:       {} s", h.interval_secs);
-                }
-                let max_age = match h.max_age_secs {
-                    0 => "none".to_string(),
-                    m => format!("{m} s"),
-                };
-                let _ = writeln!(out, "max_age:        {max_age}");
-                let _ = writeln!(out, "names:          {}", h.names);
-                let _ = writeln!(out, "instances:      {} live", h.instances);
-                let _ = writeln!(out, "size:           {} bytes", h.file_len);
-                // The file's own format version (bytes 8..12), not this daemon's.
-                let version = bytes
-                    .get(8..12)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(VERSION, u32::from_le_bytes);
-                let (line, ok) = module_line(module::probe(), version);
-                healthy &= ok;
-                let _ = writeln!(out, "module:         {line}");
-            }
-        },
+        Err(e) => return r.wrong("state", format!("unusable: {e}")),
+        Ok(bytes) => bytes,
+    };
+    let s = match Snapshot::parse(&bytes) {
+        Err(e) => return r.wrong("state", format!("unusable: {e}")),
+        Ok(s) => s,
+    };
+    let h = s.header();
+    let age = now.saturating_sub(h.generated_unix);
+    if h.max_age_secs != 0 && age > u64::from(h.max_age_secs) {
+        r.wrong(
+            "state",
+            "expired (older than max_age): lookups answer UNAVAIL",
+        );
+    } else {
+        r.line("state", "serving");
     }
+    r.line("domain", String::from_utf8_lossy(s.domain()));
+    r.line("generated", when(h.generated_unix, now));
+    if cfg.follow.is_some() {
+        r.line(
+            "interval",
+            format!(
+                "{} s (the poller's, the TTL); checks every {} s",
+                h.interval_secs, cfg.interval
+            ),
+        );
+    } else {
+        r.line("interval", format!("{} s", h.interval_secs));
+    }
+    r.line(
+        "max_age",
+        match h.max_age_secs {
+            0 => "none".to_string(),
+            m => format!("{m} s"),
+        },
+    );
+    r.line("names", h.names);
+    r.line("instances", format!("{} live", h.instances));
+    r.line("size", format!("{} bytes", h.file_len));
+    // The file's own format version (bytes 8..12), not this daemon's.
+    let version = bytes
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map_or(VERSION, u32::from_le_bytes);
+    let (line, ok) = module_line(module::probe(), version);
+    if ok {
+        r.line("module", line);
+    } else {
+        r.wrong("module", line);
+    }
+}
+
+/// What the status ledger says of the last polls (or checks) and uploads.
+fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
     if let Some(t) = st.last_attempt {
         let ok = st.consecutive_failures == 0;
-        healthy &= ok;
         let outcome = match &st.follow_outcome {
             Some(o) if follower => format!(" ({o})"),
             _ => String::new(),
         };
-        let _ = writeln!(
-            out,
-            "{}{} {}{outcome}",
-            if follower {
-                "last check:     "
-            } else {
-                "last poll:      "
-            },
+        let label = if follower { "last check" } else { "last poll" };
+        let text = format!(
+            "{} {}{outcome}",
             when(t, now),
             if ok { "ok" } else { "FAILED" }
         );
+        if ok {
+            r.line(label, text);
+        } else {
+            r.wrong(label, text);
+        }
     }
     if let (Some(o), Some(t)) = (&st.publish_outcome, st.published_at) {
-        let _ = writeln!(out, "last upload:    {}: {o}", when(t, now));
+        r.line("last upload", format!("{}: {o}", when(t, now)));
     }
     if follower {
         if let Some(t) = st.last_success {
-            let _ = writeln!(out, "good check:     {}", when(t, now));
+            r.line("good check", when(t, now));
         }
     } else if let Some(t) = st.last_success {
-        let _ = writeln!(out, "last success:   {}", when(t, now));
-        let _ = writeln!(
-            out,
-            "last sweep:     {} instances, {} live, {} ready, {} names, {} request(s)",
-            st.instances, st.live, st.ready, st.names, st.requests
+        r.line("last success", when(t, now));
+        r.line(
+            "last sweep",
+            format!(
+                "{} instances, {} live, {} ready, {} names, {} request(s)",
+                st.instances, st.live, st.ready, st.names, st.requests
+            ),
         );
     }
     match (&st.last_error, st.last_error_at) {
         (Some(e), Some(t)) => {
-            let _ = writeln!(out, "last error:     {}: {e}", when(t, now));
+            r.line("last error", format!("{}: {e}", when(t, now)));
             if st.consecutive_failures > 0 {
-                let _ = writeln!(
-                    out,
-                    "failing:        {} {} in a row",
-                    st.consecutive_failures,
-                    if follower { "check(s)" } else { "poll(s)" }
+                r.line(
+                    "failing",
+                    format!(
+                        "{} {} in a row",
+                        st.consecutive_failures,
+                        if follower { "check(s)" } else { "poll(s)" }
+                    ),
                 );
             }
         }
-        _ if st.last_attempt.is_some() => {
-            let _ = writeln!(out, "last error:     none");
-        }
+        _ if st.last_attempt.is_some() => r.line("last error", "none"),
         _ => {}
     }
     for p in &st.problems {
-        let _ = writeln!(out, "not published:  {p}");
+        r.line("not published", p);
     }
-    (out, healthy)
 }
 
 /// The `module:` line: whether the NSS module glibc would load reads the snapshot's format
