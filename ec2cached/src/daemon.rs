@@ -6,8 +6,8 @@ use crate::config::Config;
 use crate::follower::Follower;
 use crate::leaf::clock::now;
 use crate::leaf::outcome::{Failed, Outcome, Reason};
-use crate::poller::build::publish_and_record;
 use crate::poller::ec2::Source;
+use crate::poller::publish_sweep;
 use crate::poller::upload::Publisher;
 use crate::writer::remove_stale_temps;
 use std::time::Duration;
@@ -46,7 +46,9 @@ impl Role {
     pub async fn cycle(&mut self, cfg: &Config) -> Result<(), Failed> {
         match self {
             Role::Follower(f) => {
-                let (outcome, msg) = f.check(cfg).await;
+                let crate::follower::Verdict {
+                    outcome, why: msg, ..
+                } = f.check(cfg).await;
                 match outcome {
                     Outcome::Installed => tracing::info!("{msg}"),
                     Outcome::Unchanged => tracing::debug!("{msg}"),
@@ -82,20 +84,12 @@ pub async fn cycle(
 ) -> Result<(), Failed> {
     let upload_failed = |e: String| Failed::new(Reason::S3, e);
     if let Some(p) = publisher.as_deref_mut() {
-        let recent = p
-            .swept_at
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(u64::from(cfg.interval)));
-        if let Some(bytes) = p.pending.take().filter(|_| recent) {
-            let done = p.upload_and_record(&cfg.snapshot, &bytes).await;
-            if done.is_err() {
-                p.pending = Some(bytes);
-            }
+        if let Some(done) = p.retry_pending(&cfg.snapshot, cfg.interval).await {
             tracing::info!("S3: {}", done.map_err(upload_failed)?.label());
             return Ok(());
         }
     }
     let started = now();
-    let key = publisher.as_ref().map(|p| p.key.clone());
     let swept = match source {
         Some(s) => s.sweep(cfg).await,
         None => match Source::new(cfg).await {
@@ -103,22 +97,18 @@ pub async fn cycle(
             Err(f) => Err(f),
         },
     };
-    let (stats, requests, bytes) = publish_and_record(cfg, started, swept, key.as_ref())?;
+    let polled = publish_sweep(cfg, started, swept, publisher).await?;
+    let stats = polled.published.stats;
     tracing::info!(
         instances = stats.instances,
         live = stats.live,
         ready = stats.ready,
         names = stats.names,
-        requests,
+        requests = polled.published.requests,
         "published {}",
         cfg.snapshot.display()
     );
-    if let Some(p) = publisher {
-        p.swept_at = Some(std::time::Instant::now());
-        let done = p.upload_and_record(&cfg.snapshot, &bytes).await;
-        if done.is_err() {
-            p.pending = Some(bytes);
-        }
+    if let Some(done) = polled.uploaded {
         tracing::info!("S3: {}", done.map_err(upload_failed)?.label());
     }
     Ok(())
@@ -481,7 +471,8 @@ mod tests {
                         ..Sweep::default()
                     })
                 };
-                let r = publish_and_record(&cfg, now(), sweep, None).map(|_| ());
+                let r =
+                    crate::poller::build::publish_and_record(&cfg, now(), sweep, None).map(|_| ());
                 crate::reports::metrics::write(&cfg);
                 texts
                     .borrow_mut()

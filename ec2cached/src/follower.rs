@@ -13,30 +13,52 @@ use crate::leaf::s3::{self, Got};
 use crate::writer::{self, Installed, NotInstalled, CLOCK_SLACK_SECS};
 use nss_ec2_snapshot::Snapshot;
 
-/// True when a refusal depends on the object's bytes alone, so that the same object (a 304)
-/// gets the same verdict without another download; a verdict that depends on the clock or on
-/// the installed snapshot is made again.
-fn lasting(outcome: Outcome, why: &str) -> bool {
-    match outcome {
-        Outcome::RefusedSignature | Outcome::RefusedDomain => true,
-        Outcome::RefusedCorrupt => !why.contains(FUTURE),
-        // Expired stays expired (time only moves forward); older than the installed one does
-        // not (the installed one may go).
-        Outcome::RefusedRollback => why.starts_with(EXPIRED),
-        _ => false,
+/// What a follow check (or `install`) decided, why in one line, and what the decision rests on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// The outcome (its label is the metric's).
+    pub outcome: Outcome,
+    /// Why, in one line (for a refusal: what was wrong).
+    pub why: String,
+    basis: Basis,
+}
+
+/// What a verdict rests on: whether the same object, unchanged, would get it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Basis {
+    /// The object's bytes alone (size, signature, damage, domain).
+    Bytes,
+    /// Its sweep is past its max_age, and time only moves forward.
+    Expiry,
+    /// This host's clock (a sweep in its future), which may be set right.
+    Clock,
+    /// This host: the installed snapshot (a rollback), its disk, or S3.
+    Here,
+}
+
+impl Verdict {
+    fn new(outcome: Outcome, basis: Basis, why: impl Into<String>) -> Verdict {
+        Verdict {
+            outcome,
+            why: why.into(),
+            basis,
+        }
+    }
+
+    /// True when the same object (a 304) keeps this verdict without another download: it was
+    /// installed, or refused for what it is; a verdict that depends on this host's clock or on
+    /// the installed snapshot is made again.
+    pub fn lasting(&self) -> bool {
+        self.outcome.good() || matches!(self.basis, Basis::Bytes | Basis::Expiry)
     }
 }
 
-/// How [`check_and_install`] words the refusals [`lasting`] tells apart.
-const FUTURE: &str = "s in this host's future";
-const EXPIRED: &str = "expired: ";
-
 /// The checks every snapshot from elsewhere passes before it is installed, then the install.
-/// Returns the outcome and a one-line message (why, for a refusal).
-pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcome, String) {
+pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict {
     if bytes.len() as u64 > follow.max_size {
-        return (
+        return Verdict::new(
             Outcome::RefusedCorrupt,
+            Basis::Bytes,
             format!(
                 "{} bytes, more than max_size ({} bytes)",
                 bytes.len(),
@@ -50,22 +72,23 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
                 Refusal::Corrupt(_) => Outcome::RefusedCorrupt,
                 _ => Outcome::RefusedSignature,
             };
-            return (outcome, r.to_string());
+            return Verdict::new(outcome, Basis::Bytes, r.to_string());
         }
     }
     let snap = match Snapshot::parse(bytes) {
         Ok(s) => s,
-        Err(e) => return (Outcome::RefusedCorrupt, e.to_string()),
+        Err(e) => return Verdict::new(Outcome::RefusedCorrupt, Basis::Bytes, e.to_string()),
     };
     // Every record, not just the header: the module would answer UNAVAIL for the names of a
     // damaged record, and the installed snapshot is better than that.
     if let Err(e) = read_everything(&snap) {
-        return (Outcome::RefusedCorrupt, e.to_string());
+        return Verdict::new(Outcome::RefusedCorrupt, Basis::Bytes, e.to_string());
     }
     let domain = String::from_utf8_lossy(snap.domain()).into_owned();
     if domain != cfg.rules.domain {
-        return (
+        return Verdict::new(
             Outcome::RefusedDomain,
+            Basis::Bytes,
             format!(
                 "for domain {domain:?}, this host serves {:?}",
                 cfg.rules.domain
@@ -77,29 +100,32 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
     if h.max_age_secs != 0 && age > u64::from(h.max_age_secs) {
         // An old object put back in S3 cannot reach a host that has nothing newer (a new host,
         // an emptied state directory) once it has expired: it would answer UNAVAIL anyway.
-        return (
+        return Verdict::new(
             Outcome::RefusedRollback,
+            Basis::Expiry,
             format!(
-                "{EXPIRED}its sweep ({}) is {age} s old, more than its max_age ({} s)",
+                "expired: its sweep ({}) is {age} s old, more than its max_age ({} s)",
                 utc(h.generated_unix),
                 h.max_age_secs
             ),
         );
     }
     if h.generated_unix > now().saturating_add(CLOCK_SLACK_SECS) {
-        return (
+        return Verdict::new(
             Outcome::RefusedCorrupt,
+            Basis::Clock,
             format!(
-                "its sweep ({}) is more than {CLOCK_SLACK_SECS}{FUTURE}: a poller's clock, or \
-                 this host's, is wrong",
+                "its sweep ({}) is more than {CLOCK_SLACK_SECS}s in this host's future: a \
+                 poller's clock, or this host's, is wrong",
                 utc(h.generated_unix)
             ),
         );
     }
     match writer::install(&cfg.snapshot, bytes) {
-        Ok(Installed::Same) => (Outcome::Unchanged, "same as installed".into()),
-        Ok(Installed::Replaced) => (
+        Ok(Installed::Same) => Verdict::new(Outcome::Unchanged, Basis::Bytes, "same as installed"),
+        Ok(Installed::Replaced) => Verdict::new(
             Outcome::Installed,
+            Basis::Bytes,
             format!(
                 "installed the sweep of {} ({} names, {} instances)",
                 utc(h.generated_unix),
@@ -107,8 +133,10 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> (Outcom
                 h.instances
             ),
         ),
-        Err(e @ NotInstalled::Rollback(..)) => (Outcome::RefusedRollback, e.to_string()),
-        Err(NotInstalled::Io(e)) => (Outcome::Error, e),
+        Err(e @ NotInstalled::Rollback(..)) => {
+            Verdict::new(Outcome::RefusedRollback, Basis::Here, e.to_string())
+        }
+        Err(NotInstalled::Io(e)) => Verdict::new(Outcome::Error, Basis::Here, e),
     }
 }
 
@@ -154,7 +182,7 @@ pub struct Follower {
     /// ETag of the last object read, installed or refused.
     etag: Option<String>,
     /// The refusal of that object, repeated while it stays in place (no new download).
-    refused: Option<(Outcome, String)>,
+    refused: Option<Verdict>,
 }
 
 impl Follower {
@@ -175,7 +203,7 @@ impl Follower {
 
     /// One check: conditional GET, then the checks and the install. Records the outcome in the
     /// status file.
-    pub async fn check(&mut self, cfg: &Config) -> (Outcome, String) {
+    pub async fn check(&mut self, cfg: &Config) -> Verdict {
         let follow = cfg.follow.as_ref().expect("a follower has [follow]");
         let started = now();
         // A 304 says the object is the one last seen, not that it is installed here: if the
@@ -187,24 +215,29 @@ impl Follower {
             self.etag = None;
         }
         let got = self.object.get(self.etag.as_deref(), follow.max_size).await;
-        let (outcome, msg) = match got {
+        let verdict = match got {
             Ok(Got::Unchanged) => match &self.refused {
-                Some((o, why)) => (*o, format!("{why} (the same object as before)")),
-                None => (Outcome::Unchanged, "unchanged (304)".into()),
+                Some(v) => Verdict {
+                    why: format!("{} (the same object as before)", v.why),
+                    ..v.clone()
+                },
+                None => Verdict::new(Outcome::Unchanged, Basis::Bytes, "unchanged (304)"),
             },
             Ok(Got::Missing) => {
                 self.etag = None;
                 self.refused = None;
-                (
+                Verdict::new(
                     Outcome::Error,
+                    Basis::Here,
                     format!(
                         "no object at {} (NoSuchKey or NoSuchBucket)",
                         self.object.url
                     ),
                 )
             }
-            Ok(Got::Denied(why)) => (
+            Ok(Got::Denied(why)) => Verdict::new(
                 Outcome::Error,
+                Basis::Here,
                 format!("{why}: no s3:GetObject permission, or no object (S3 answers 403 for a missing key to those without s3:ListBucket)"),
             ),
             Ok(Got::TooLarge { size, etag }) => {
@@ -212,47 +245,49 @@ impl Follower {
                     "the object is {size} bytes or more, more than max_size ({} bytes)",
                     follow.max_size
                 );
+                let v = Verdict::new(Outcome::RefusedCorrupt, Basis::Bytes, why);
                 self.etag = Some(etag);
-                self.refused = Some((Outcome::RefusedCorrupt, why.clone()));
-                (Outcome::RefusedCorrupt, why)
+                self.refused = Some(v.clone());
+                v
             }
             Ok(Got::Object { etag, body }) => {
-                let (o, why) = check_and_install(cfg, follow, &body);
-                // Remember the object when its verdict stands: installed, or refused for its
-                // bytes. Otherwise (a local failure, a rollback or clock verdict) read it again.
-                let keep = o.good() || lasting(o, &why);
-                self.etag = keep.then_some(etag);
-                self.refused = (!o.good() && keep).then(|| (o, why.clone()));
-                (o, why)
+                let v = check_and_install(cfg, follow, &body);
+                // Remember the object when its verdict stands: installed, or refused for what
+                // it is. Otherwise (a local failure, a rollback or clock verdict) read it again.
+                self.etag = v.lasting().then_some(etag);
+                self.refused = (!v.outcome.good() && v.lasting()).then(|| v.clone());
+                v
             }
-            Err(e) => (Outcome::Error, e),
+            Err(e) => Verdict::new(Outcome::Error, Basis::Here, e),
         };
-        let mut st = Status::load(&cfg.snapshot);
-        self.object.record(&mut st);
-        st.follow_outcome = Some(outcome.label().into());
-        let n = st.follow_fetches.entry(outcome.label().into()).or_default();
-        *n = n.saturating_add(1);
-        st.last_attempt = Some(started);
-        if outcome.good() {
-            st.last_success = Some(started);
-            st.consecutive_failures = 0;
-            let now_installed = if outcome == Outcome::Installed {
-                std::fs::read(&cfg.snapshot)
-                    .ok()
-                    .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
+        let (outcome, msg) = (verdict.outcome, &verdict.why);
+        let object = &mut self.object;
+        Status::update(&cfg.snapshot, |st| {
+            object.record(st);
+            st.follow_outcome = Some(outcome.label().into());
+            let n = st.follow_fetches.entry(outcome.label().into()).or_default();
+            *n = n.saturating_add(1);
+            st.last_attempt = Some(started);
+            if outcome.good() {
+                st.last_success = Some(started);
+                st.consecutive_failures = 0;
+                let now_installed = if outcome == Outcome::Installed {
+                    std::fs::read(&cfg.snapshot)
+                        .ok()
+                        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
+                } else {
+                    installed
+                };
+                if let Some(h) = now_installed {
+                    st.names = h.names as usize;
+                    st.live = h.instances as usize;
+                    st.instances = st.live;
+                }
             } else {
-                installed
-            };
-            if let Some(h) = now_installed {
-                st.names = h.names as usize;
-                st.live = h.instances as usize;
-                st.instances = st.live;
+                st.failed(started, &format!("{}: {msg}", outcome.label()));
             }
-        } else {
-            st.failed(started, &format!("{}: {msg}", outcome.label()));
-        }
-        st.save(&cfg.snapshot);
-        (outcome, msg)
+        });
+        verdict
     }
 }
 
@@ -287,8 +322,14 @@ mod tests {
         let other = SigningKey::from_bytes(&[2; 32]);
         let (_dir, cfg, follow) = setup(&[&good]);
         let v1 = keys::sign(&good, &snap("ec2", 100, 1)).unwrap();
-        assert_eq!(check_and_install(&cfg, &follow, &v1).0, Outcome::Installed);
-        assert_eq!(check_and_install(&cfg, &follow, &v1).0, Outcome::Unchanged);
+        assert_eq!(
+            check_and_install(&cfg, &follow, &v1).outcome,
+            Outcome::Installed
+        );
+        assert_eq!(
+            check_and_install(&cfg, &follow, &v1).outcome,
+            Outcome::Unchanged
+        );
         let mut flipped = keys::sign(&good, &snap("ec2", 200, 2)).unwrap();
         let at = flipped.len() - 120;
         flipped[at] ^= 0x40;
@@ -312,15 +353,23 @@ mod tests {
             (b"hello".to_vec(), Outcome::RefusedCorrupt),
         ];
         for (bytes, want) in cases {
-            let (got, why) = check_and_install(&cfg, &follow, &bytes);
+            let Verdict {
+                outcome: got, why, ..
+            } = check_and_install(&cfg, &follow, &bytes);
             assert_eq!(got, want, "{why}");
             assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), v1, "{why}");
         }
         // A later sweep by a trusted key, and an equal generation with other names, install.
         let v2 = keys::sign(&good, &snap("ec2", 200, 2)).unwrap();
-        assert_eq!(check_and_install(&cfg, &follow, &v2).0, Outcome::Installed);
+        assert_eq!(
+            check_and_install(&cfg, &follow, &v2).outcome,
+            Outcome::Installed
+        );
         let v2b = keys::sign(&good, &snap("ec2", 200, 3)).unwrap();
-        assert_eq!(check_and_install(&cfg, &follow, &v2b).0, Outcome::Installed);
+        assert_eq!(
+            check_and_install(&cfg, &follow, &v2b).outcome,
+            Outcome::Installed
+        );
         assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), v2b);
     }
 
@@ -328,12 +377,16 @@ mod tests {
     fn a_sweep_from_the_far_future_is_refused_and_does_not_block_later_ones() {
         let (_dir, cfg, follow) = setup(&[]);
         let future = now() + 3600;
-        let (got, why) = check_and_install(&cfg, &follow, &snap("ec2", future, 1));
+        let Verdict {
+            outcome: got, why, ..
+        } = check_and_install(&cfg, &follow, &snap("ec2", future, 1));
         assert_eq!(got, Outcome::RefusedCorrupt, "{why}");
         assert!(why.contains("in this host's future"), "{why}");
         // One that got there anyway (written by an older version, or by hand) is replaced.
         std::fs::write(&cfg.snapshot, snap("ec2", future, 1)).unwrap();
-        let (got, why) = check_and_install(&cfg, &follow, &snap("ec2", now(), 2));
+        let Verdict {
+            outcome: got, why, ..
+        } = check_and_install(&cfg, &follow, &snap("ec2", now(), 2));
         assert_eq!(got, Outcome::Installed, "{why}");
     }
 
@@ -342,15 +395,15 @@ mod tests {
         let (_dir, cfg, follow) = setup(&[]);
         let plain = snap("ec2", 100, 1);
         assert_eq!(
-            check_and_install(&cfg, &follow, &plain).0,
+            check_and_install(&cfg, &follow, &plain).outcome,
             Outcome::Installed
         );
         assert_eq!(
-            check_and_install(&cfg, &follow, &snap("ec2", 99, 1)).0,
+            check_and_install(&cfg, &follow, &snap("ec2", 99, 1)).outcome,
             Outcome::RefusedRollback
         );
         assert_eq!(
-            check_and_install(&cfg, &follow, &snap("x", 101, 1)).0,
+            check_and_install(&cfg, &follow, &snap("x", 101, 1)).outcome,
             Outcome::RefusedDomain
         );
     }
@@ -364,7 +417,9 @@ mod tests {
         bad[names_off + 8..names_off + 12].copy_from_slice(&1000u32.to_le_bytes());
         nss_ec2_snapshot::format::seal_header(&mut bad);
         assert!(Snapshot::parse(&bad).is_ok());
-        let (got, why) = check_and_install(&cfg, &follow, &bad);
+        let Verdict {
+            outcome: got, why, ..
+        } = check_and_install(&cfg, &follow, &bad);
         assert_eq!(got, Outcome::RefusedCorrupt, "{why}");
         assert!(!cfg.snapshot.exists());
     }

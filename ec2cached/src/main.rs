@@ -1,4 +1,4 @@
-//! The `ec2cached` command line. See `ec2cached --help` and the README.
+//! The `ec2cached` command line. See `ec2cached --help` and docs/configuration.md, "Command line".
 
 use clap::{Parser, Subcommand};
 use ec2cached::config::Config;
@@ -6,9 +6,8 @@ use ec2cached::follower::{self, Follower};
 use ec2cached::leaf::clock::now;
 use ec2cached::leaf::keys;
 use ec2cached::leaf::outcome::{Failed, Reason};
-use ec2cached::poller::build::publish_and_record;
 use ec2cached::poller::upload::Publisher;
-use ec2cached::poller::{ec2, json, Sweep};
+use ec2cached::poller::{ec2, json, publish_sweep, Sweep};
 use ec2cached::reports::{explain, facts, metrics, status};
 use ec2cached::{daemon, writer};
 use std::io::IsTerminal;
@@ -154,7 +153,9 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
         }
         return runtime()?.block_on(async {
             let mut f = Follower::new(cfg).await?;
-            let (outcome, msg) = f.check(cfg).await;
+            let follower::Verdict {
+                outcome, why: msg, ..
+            } = f.check(cfg).await;
             if outcome.good() {
                 eprintln!("ec2cached: {msg}");
                 Ok(())
@@ -180,8 +181,8 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
             Some(f) => json::from_file(f, cfg).map_err(|e| Failed::new(Reason::Input, e)),
             None => ec2::poll(cfg).await,
         };
-        let key = publisher.as_ref().map(|p| p.key.clone());
-        let (stats, _, bytes) = publish_and_record(cfg, started, swept, key.as_ref())?;
+        let polled = publish_sweep(cfg, started, swept, publisher.as_mut()).await?;
+        let stats = polled.published.stats;
         eprintln!(
             "ec2cached: published {}: {} names, {} live instances ({} ready)",
             cfg.snapshot.display(),
@@ -189,9 +190,8 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
             stats.live,
             stats.ready
         );
-        if let (Some(p), Some(publish)) = (publisher.as_mut(), &cfg.publish) {
-            let done = p.upload_and_record(&cfg.snapshot, &bytes).await?;
-            eprintln!("ec2cached: {}: {}", publish.url, done.label());
+        if let (Some(done), Some(publish)) = (polled.uploaded, &cfg.publish) {
+            eprintln!("ec2cached: {}: {}", publish.url, done?.label());
         }
         Ok(())
     })
@@ -210,7 +210,9 @@ fn install(cfg: &Config, file: &Path) -> Result<(), String> {
     f.take(follow.max_size + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| cant(&e))?;
-    let (outcome, msg) = follower::check_and_install(cfg, follow, &bytes);
+    let follower::Verdict {
+        outcome, why: msg, ..
+    } = follower::check_and_install(cfg, follow, &bytes);
     if outcome.good() {
         eprintln!("ec2cached: {msg}");
         Ok(())
@@ -309,7 +311,7 @@ fn main() -> ExitCode {
             Err("explain needs the poller's naming rules and EC2 access: run it on a poller".into())
         }
         Command::Explain { name, from_file } => sweep(&cfg, from_file.as_ref()).and_then(|s| {
-            let (text, found) = explain::explain(&cfg, &s.instances, name);
+            let explain::Explained { text, found } = explain::explain(&cfg, &s.instances, name);
             print!("{text}");
             if found {
                 Ok(())

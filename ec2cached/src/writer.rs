@@ -161,3 +161,146 @@ pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
         .map_err(|e| NotInstalled::Io(format!("cannot publish {}: {e}", path.display())))?;
     Ok(Installed::Replaced)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nss_ec2_snapshot::format::tiny;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn dir() -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let snap = d.path().join("hosts.snap");
+        (d, snap)
+    }
+
+    #[test]
+    fn install_replaces_whole_and_keeps_a_later_sweep() {
+        let (_d, snap) = dir();
+        let (v1, v2, v3) = (
+            tiny("ec2", 100, 1),
+            tiny("ec2", 200, 2),
+            tiny("ec2", 150, 3),
+        );
+        assert_eq!(install(&snap, &v1), Ok(Installed::Replaced));
+        assert_eq!(std::fs::read(&snap).unwrap(), v1);
+        // World-readable: every process on the host maps it.
+        assert_eq!(
+            std::fs::metadata(&snap).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert_eq!(install(&snap, &v1), Ok(Installed::Same));
+        assert_eq!(install(&snap, &v2), Ok(Installed::Replaced));
+        // An older sweep never goes over a later one, and the file stays as it was.
+        assert_eq!(install(&snap, &v3), Err(NotInstalled::Rollback(200, 150)));
+        assert_eq!(std::fs::read(&snap).unwrap(), v2);
+        let text = NotInstalled::Rollback(200, 150).to_string();
+        assert!(
+            text.contains("no rollback") && text.contains("1970-01-01T00:03:20Z"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn install_refuses_what_a_reader_would_refuse_and_replaces_what_no_reader_can_use() {
+        let (_d, snap) = dir();
+        let good = tiny("ec2", 100, 1);
+        match install(&snap, b"not a snapshot") {
+            Err(NotInstalled::Io(e)) => assert!(e.starts_with("self-check failed"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!snap.exists(), "nothing installed");
+        // A damaged installed file, or one from past the clock slack, does not block.
+        std::fs::write(&snap, b"garbage").unwrap();
+        assert_eq!(install(&snap, &good), Ok(Installed::Replaced));
+        let future = now() + CLOCK_SLACK_SECS + 3600;
+        std::fs::write(&snap, tiny("ec2", future, 9)).unwrap();
+        assert_eq!(install(&snap, &good), Ok(Installed::Replaced));
+        // Within the slack, a later sweep still counts.
+        let soon = now() + CLOCK_SLACK_SECS / 2;
+        std::fs::write(&snap, tiny("ec2", soon, 9)).unwrap();
+        assert_eq!(
+            install(&snap, &good),
+            Err(NotInstalled::Rollback(soon, 100))
+        );
+    }
+
+    #[test]
+    fn the_lock_is_made_private_and_refused_when_it_is_not_a_plain_file() {
+        let (d, snap) = dir();
+        let good = tiny("ec2", 100, 1);
+        assert_eq!(install(&snap, &good), Ok(Installed::Replaced));
+        let lock = lock_path(&snap);
+        assert_eq!(lock, d.path().join("hosts.snap.lock"));
+        assert_eq!(std::fs::metadata(&lock).unwrap().mode() & 0o777, 0o600);
+        let refused = |why: &str| match install(&snap, &tiny("ec2", 300, 2)) {
+            Err(NotInstalled::Io(e)) => assert!(e.contains(why), "{e}"),
+            other => panic!("{other:?}"),
+        };
+        // A symlink (to a file another account owns, say) is not followed.
+        std::fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), &lock).unwrap();
+        std::fs::write(d.path().join("elsewhere"), b"").unwrap();
+        refused("cannot open");
+        // A FIFO would block the daemon: opened without blocking, and refused.
+        std::fs::remove_file(&lock).unwrap();
+        nix::unistd::mkfifo(&lock, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        refused("not a regular file with one link");
+        // A hard link to some other file: refused.
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::hard_link(d.path().join("elsewhere"), &lock).unwrap();
+        refused("not a regular file with one link");
+        assert_eq!(
+            std::fs::read(&snap).unwrap(),
+            good,
+            "every refusal left the snapshot"
+        );
+    }
+
+    #[test]
+    fn a_writer_waits_for_the_one_holding_the_lock() {
+        let (_d, snap) = dir();
+        install(&snap, &tiny("ec2", 100, 1)).unwrap();
+        let held = lock_writers(&snap).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = snap.clone();
+        let other = std::thread::spawn(move || {
+            let r = install(&path, &tiny("ec2", 200, 2));
+            tx.send(()).unwrap();
+            r
+        });
+        // It waits while the lock is held ...
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(std::fs::read(&snap).unwrap(), tiny("ec2", 100, 1));
+        // ... and goes on once it is released.
+        drop(held);
+        assert_eq!(other.join().unwrap(), Ok(Installed::Replaced));
+        assert_eq!(std::fs::read(&snap).unwrap(), tiny("ec2", 200, 2));
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_go_and_live_ones_stay() {
+        let (d, snap) = dir();
+        let status = crate::leaf::ledger::status_path(&snap);
+        // A pid that is not running: the child of a command that has exited.
+        let dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        let mut dead = dead;
+        dead.wait().unwrap();
+        let me = std::process::id();
+        let names = [
+            format!(".hosts.snap.{dead_pid}.abc.tmp"),
+            format!(".hosts.snap.status.{dead_pid}.abc.tmp"),
+            format!(".hosts.snap.{me}.abc.tmp"),
+            ".hosts.snap.1.abc.tmp".to_string(),
+            "unrelated.tmp".to_string(),
+        ];
+        for n in &names {
+            std::fs::write(d.path().join(n), b"x").unwrap();
+        }
+        assert!(status.file_name().is_some());
+        remove_stale_temps(&snap);
+        let left: Vec<bool> = names.iter().map(|n| d.path().join(n).exists()).collect();
+        assert_eq!(left, [false, false, true, true, true], "{names:?}");
+    }
+}

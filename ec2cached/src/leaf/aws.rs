@@ -5,9 +5,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::error::CredentialsError;
 use std::time::Duration;
 
-/// The three limits of one DescribeInstances page, in seconds (README, "Timeouts and retries"):
-/// connect within 3 s (or `api_timeout` if shorter), each attempt within `api_timeout`, the page
-/// with its retries within 3 × `api_timeout`.
+/// The three limits of one DescribeInstances page, in seconds (docs/configuration.md, "Timeouts
+/// and retries"): connect within 3 s (or `api_timeout` if shorter), each attempt within
+/// `api_timeout`, the page with its retries within 3 × `api_timeout`.
 pub struct Limits {
     pub connect: u64,
     pub attempt: u64,

@@ -75,8 +75,16 @@ impl Status {
             .unwrap_or_default()
     }
 
-    /// Writes the status file atomically. Failure is logged, never fatal.
-    pub fn save(&self, snapshot: &Path) {
+    /// Changes the status file: reads it, lets `change` change it, writes it back atomically.
+    /// The one way it is written; a failure to write is logged, never fatal.
+    pub fn update<R>(snapshot: &Path, change: impl FnOnce(&mut Status) -> R) -> R {
+        let mut st = Status::load(snapshot);
+        let r = change(&mut st);
+        st.save(snapshot);
+        r
+    }
+
+    fn save(&self, snapshot: &Path) {
         let Ok(bytes) = serde_json::to_vec_pretty(self) else {
             return;
         };

@@ -9,14 +9,26 @@ use crate::writer::{install, NotInstalled};
 use nss_ec2_snapshot::fleet::{build, Stats};
 use nss_ec2_snapshot::{Meta, Snapshot};
 
-/// Builds the snapshot of a sweep, signs it with `signer` (fleet mode) and installs it. Returns
-/// the counts, the problems, and the bytes (for S3).
+/// What a publish made.
+#[derive(Debug)]
+pub struct Published {
+    /// The counts of the snapshot.
+    pub stats: Stats,
+    /// What it left out, and why (`not published:` lines).
+    pub problems: Vec<String>,
+    /// Its bytes, signed in fleet mode (for S3).
+    pub bytes: Vec<u8>,
+    /// API requests of the sweep it came from.
+    pub requests: u32,
+}
+
+/// Builds the snapshot of a sweep, signs it with `signer` (fleet mode) and installs it.
 pub fn publish(
     cfg: &Config,
     sweep: &Sweep,
     generated: u64,
     signer: Option<&ed25519_dalek::SigningKey>,
-) -> Result<(Stats, Vec<String>, Vec<u8>), String> {
+) -> Result<Published, String> {
     let built = build(&sweep.instances, &cfg.rules);
     let problems: Vec<String> = built
         .problems
@@ -46,48 +58,54 @@ pub fn publish(
         ),
         NotInstalled::Io(e) => e,
     })?;
-    Ok((built.stats, problems, bytes))
+    Ok(Published {
+        stats: built.stats,
+        problems,
+        bytes,
+        requests: sweep.requests,
+    })
 }
 
 /// Publishes the outcome of a sweep that started at `started` and records it in the status file
-/// either way (the snapshot is only replaced on success). Returns the counts, the number of
-/// API requests the sweep made, and the published bytes.
+/// either way (the snapshot is only replaced on success).
 pub fn publish_and_record(
     cfg: &Config,
     started: u64,
     sweep: Result<Sweep, Failed>,
     signer: Option<&ed25519_dalek::SigningKey>,
-) -> Result<(Stats, u32, Vec<u8>), Failed> {
-    let mut status = Status::load(&cfg.snapshot);
+) -> Result<Published, Failed> {
     // Every request counts, a failed sweep's too (throttling is when they matter most).
     let requests = match &sweep {
         Ok(s) => s.requests,
         Err(f) => f.requests,
     };
-    status.api_requests_total = status
-        .api_requests_total
-        .saturating_add(u64::from(requests));
     let result = sweep.and_then(|s| {
-        let (stats, problems, bytes) =
-            publish(cfg, &s, started, signer).map_err(|e| Failed::new(Reason::Publish, e))?;
-        succeeded(&mut status, started, &s, stats, problems);
-        Ok((stats, s.requests, bytes))
+        publish(cfg, &s, started, signer)
+            .map(|p| (p, s.elapsed))
+            .map_err(|e| Failed::new(Reason::Publish, e))
     });
-    let result = result.inspect_err(|f| status.poll_failed(started, &f.message, f.reason));
-    status.save(&cfg.snapshot);
-    result
+    Status::update(&cfg.snapshot, |status| {
+        status.api_requests_total = status
+            .api_requests_total
+            .saturating_add(u64::from(requests));
+        match &result {
+            Ok((p, elapsed)) => succeeded(status, started, p, *elapsed),
+            Err(f) => status.poll_failed(started, &f.message, f.reason),
+        }
+    });
+    result.map(|(p, _)| p)
 }
 
 /// Records a successful publish in the status.
-fn succeeded(status: &mut Status, at: u64, sweep: &Sweep, stats: Stats, problems: Vec<String>) {
+fn succeeded(status: &mut Status, at: u64, p: &Published, elapsed: std::time::Duration) {
     status.last_attempt = Some(at);
     status.last_success = Some(at);
     status.consecutive_failures = 0;
-    status.requests = sweep.requests;
-    status.sweep_ms = Some(u64::try_from(sweep.elapsed.as_millis()).unwrap_or(u64::MAX));
-    status.instances = stats.instances;
-    status.live = stats.live;
-    status.ready = stats.ready;
-    status.names = stats.names;
-    status.problems = problems;
+    status.requests = p.requests;
+    status.sweep_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+    status.instances = p.stats.instances;
+    status.live = p.stats.live;
+    status.ready = p.stats.ready;
+    status.names = p.stats.names;
+    status.problems = p.problems.clone();
 }

@@ -64,9 +64,9 @@ pub struct Publisher {
     /// are current.
     high_water: u64,
     /// A snapshot whose upload failed, to upload again before the next sweep.
-    pub pending: Option<Vec<u8>>,
+    pending: Option<Vec<u8>>,
     /// When the last sweep was published locally.
-    pub swept_at: Option<std::time::Instant>,
+    swept_at: Option<std::time::Instant>,
 }
 
 /// The largest object a poller reads back before deciding (a published object is one of ours).
@@ -89,6 +89,44 @@ impl Publisher {
             pending: None,
             swept_at: None,
         })
+    }
+
+    /// The key that signs this poller's snapshots.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Uploads a sweep just published locally; one whose upload fails is kept for
+    /// [`Publisher::retry_pending`].
+    pub async fn upload_swept(
+        &mut self,
+        snapshot: &Path,
+        signed: Vec<u8>,
+    ) -> Result<Uploaded, String> {
+        self.swept_at = Some(std::time::Instant::now());
+        let done = self.upload_and_record(snapshot, &signed).await;
+        if done.is_err() {
+            self.pending = Some(signed);
+        }
+        done
+    }
+
+    /// Uploads again the sweep whose upload failed, while it is less than `interval` seconds
+    /// old (an older one waits for the next sweep); `None`: nothing to upload.
+    pub async fn retry_pending(
+        &mut self,
+        snapshot: &Path,
+        interval: u32,
+    ) -> Option<Result<Uploaded, String>> {
+        let recent = self
+            .swept_at
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(u64::from(interval)));
+        let bytes = self.pending.take().filter(|_| recent)?;
+        let done = self.upload_and_record(snapshot, &bytes).await;
+        if done.is_err() {
+            self.pending = Some(bytes);
+        }
+        Some(done)
     }
 
     /// The sweep time of an object read back, if it is a pollers' snapshot: signed by this
@@ -195,26 +233,28 @@ impl Publisher {
         signed: &[u8],
     ) -> Result<Uploaded, String> {
         let result = self.upload(signed).await;
-        let mut st = Status::load(snapshot);
-        self.object.record(&mut st);
-        st.published_at = Some(now());
-        st.s3_high_water = st.s3_high_water.max(self.high_water);
-        match &result {
-            Ok(u) => {
-                st.publish_outcome = Some(u.label().into());
-                // A retried upload that succeeds ends the failure of its sweep.
-                st.consecutive_failures = 0;
+        let high_water = self.high_water;
+        let object = &mut self.object;
+        Status::update(snapshot, |st| {
+            object.record(st);
+            st.published_at = Some(now());
+            st.s3_high_water = st.s3_high_water.max(high_water);
+            match &result {
+                Ok(u) => {
+                    st.publish_outcome = Some(u.label().into());
+                    // A retried upload that succeeds ends the failure of its sweep.
+                    st.consecutive_failures = 0;
+                }
+                Err(e) => {
+                    st.publish_outcome = Some(format!("FAILED: {e}"));
+                    st.poll_failed(
+                        now(),
+                        &format!("published locally, not to S3: {e}"),
+                        Reason::S3,
+                    );
+                }
             }
-            Err(e) => {
-                st.publish_outcome = Some(format!("FAILED: {e}"));
-                st.poll_failed(
-                    now(),
-                    &format!("published locally, not to S3: {e}"),
-                    Reason::S3,
-                );
-            }
-        }
-        st.save(snapshot);
+        });
         result
     }
 }

@@ -124,8 +124,17 @@ fn missing_value(z: &Zone) -> String {
     }
 }
 
-/// Explains `query` against a fleet; returns the report and whether the name resolves.
-pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String, bool) {
+/// What `ec2cached explain` says of a name, and whether it resolves.
+#[derive(Debug)]
+pub struct Explained {
+    /// The report.
+    pub text: String,
+    /// True when the name resolves (the exit status is 0).
+    pub found: bool,
+}
+
+/// Explains `query` against a fleet.
+pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> Explained {
     let rules = &cfg.rules;
     let built = build(instances, rules);
     let d = &rules.domain;
@@ -167,7 +176,10 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
                 names.join(" ")
             }
         );
-        return (out, !names.is_empty());
+        return Explained {
+            text: out,
+            found: !names.is_empty(),
+        };
     }
 
     if let Some(n) = find_name(&q) {
@@ -186,7 +198,10 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
             let a = i.map(|i| addr(i, cfg)).unwrap_or_default();
             let _ = writeln!(out, "  {}. {id} {a}", k + 1);
         }
-        return (out, true);
+        return Explained {
+            text: out,
+            found: true,
+        };
     }
 
     let Some(prefix) = q.strip_suffix(&format!(".{d}")) else {
@@ -194,7 +209,10 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
             out,
             "{q}: not under the domain {d:?}; the module answers UNAVAIL"
         );
-        return (out, false);
+        return Explained {
+            text: out,
+            found: false,
+        };
     };
     let _ = writeln!(out, "{q}: no such name");
     for p in built
@@ -218,7 +236,10 @@ pub fn explain(cfg: &Config, instances: &[Ec2Instance], query: &str) -> (String,
             "  no zone or [[name]] of this config gives a name like {q:?} to a live instance"
         );
     }
-    (out, false)
+    Explained {
+        text: out,
+        found: false,
+    }
 }
 
 /// The instances that could be behind `rest` in namespace `ns`, source by source, and why they
