@@ -88,7 +88,7 @@ install:
 		test -e $$dest || { sed 's|@SBINDIR@|$(SBINDIR)|' ec2cached/facts/$${f##*:} > $$dest && chmod 0755 $$dest; }; \
 	done
 	install -D -m 0644 ec2cached/ec2cached.rules.yml $(DESTDIR)$(DATADIR)/ec2cached/ec2cached.rules.yml
-	# Routing only .ec2 to the DNS stub: examples, enabled by copying (README "DNS").
+	# Routing only .ec2 to the DNS stub: examples, enabled by copying (docs/dns.md).
 	install -D -m 0644 ec2cached/dns/resolved-ec2.conf $(DESTDIR)$(DATADIR)/ec2cached/resolved-ec2.conf
 	install -D -m 0644 ec2cached/dns/dnsmasq-ec2.conf $(DESTDIR)$(DATADIR)/ec2cached/dnsmasq-ec2.conf
 	if [ "$(INSTALL_SERVICE)" = 1 ]; then \

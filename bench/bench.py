@@ -271,7 +271,7 @@ def us(ns):
 
 
 def targets(base, rows, stripped, needed):
-    """The targets of the benchmark (README, "Benchmarks"), each as measured in this run."""
+    """The targets of the benchmark (docs/benchmarking.md), each as measured in this run."""
     big, small = rows[-1], rows[0]
     e = big["ec2"]["p50_ns"]
     n = big["fleet"]["n"]

@@ -14,10 +14,10 @@
 //!   its copy never meets the program's. Where the compiler has no libgcc_eh.a the module links
 //!   libgcc_s as usual.
 //!
-//!   The glibc floor build (cargo-zigbuild, README "Supported systems") needs none of this: zig
-//!   links its own unwinder (LLVM libunwind) statically for `-lgcc_s`, which finds frames with
-//!   `dl_iterate_phdr` (glibc 2.2.5). The build machine's libgcc_eh.a would instead ask for the
-//!   glibc it was built for (`_dl_find_object@GLIBC_2.35` on Debian 12).
+//!   The glibc floor build (cargo-zigbuild, docs/platforms.md, "The floor build") needs none of
+//!   this: zig links its own unwinder (LLVM libunwind) statically for `-lgcc_s`, which finds
+//!   frames with `dl_iterate_phdr` (glibc 2.2.5). The build machine's libgcc_eh.a would instead
+//!   ask for the glibc it was built for (`_dl_find_object@GLIBC_2.35` on Debian 12).
 use std::path::PathBuf;
 use std::process::Command;
 

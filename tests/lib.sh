@@ -1,7 +1,7 @@
 # Shared by tests/run and demo/run: installs what they need and builds the workspace.
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-# The shipped binaries are built against glibc 2.28's symbol versions (README "Supported
-# systems"): cargo-zigbuild links with zig's glibc stubs of that version. NSS_EC2_TARGET names the
+# The shipped binaries are built against glibc 2.28's symbol versions (docs/platforms.md,
+# "The floor build"): cargo-zigbuild links with zig's glibc stubs of that version. NSS_EC2_TARGET names the
 # Rust target (default: this machine's, x86_64 or aarch64), NSS_EC2_GLIBC the floor. Cargo puts
 # them in $REL.
 NSS_EC2_TARGET=${NSS_EC2_TARGET:-$(uname -m)-unknown-linux-gnu}

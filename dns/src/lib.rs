@@ -6,7 +6,7 @@
 //! * [`export`]: the snapshot's names as a zone file, reverse zones, a hosts file, a dnsmasq
 //!   snippet or unbound `local-data` (`ec2cached export`).
 //!
-//! What the stub answers (the contract: spec "DNS", README "DNS"):
+//! What the stub answers (the contract: spec "DNS", docs/dns.md, "What the stub answers"):
 //!
 //! | query | answer |
 //! |---|---|

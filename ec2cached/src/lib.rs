@@ -1,6 +1,6 @@
 //! `ec2cached`: polls the EC2 API and publishes the snapshot `libnss_ec2.so.2` answers from.
 //!
-//! One room per role; imports go down only (docs/development.md, "Repository layout"):
+//! One room per role; imports go down only (README "Layout"):
 //!
 //! * [`daemon`]: the run loop; starts the roles a config asks for.
 //! * the roles: [`poller`] (EC2 sweep, `--from-file`, building and signing, upload),

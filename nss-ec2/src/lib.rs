@@ -2,8 +2,8 @@
 //!
 //! Every entry point is a thin `extern "C"` shim over a function that returns an [`Outcome`];
 //! [`finish`] turns an outcome into the exact status / errno / h_errno triple glibc expects
-//! (glibc's manual, "NSS Modules Interface"; README, "Answers to the resolver"). Nothing here
-//! prints, spawns a thread, blocks, or lets a panic cross the FFI boundary.
+//! (glibc's manual, "NSS Modules Interface"; docs/names.md, "Answers to the resolver"). Nothing
+//! here prints, spawns a thread, blocks, or lets a panic cross the FFI boundary.
 //!
 //! Process-wide set-up (the silent panic hook, the fork handlers) is done by [`constructor`],
 //! which the dynamic loader runs when it loads the module, before any entry point can be called.

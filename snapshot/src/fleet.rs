@@ -1,4 +1,4 @@
-//! From EC2 instances to names: the rules of README.md, "How names work", in one place for
+//! From EC2 instances to names: the rules of docs/names.md, "How names work", in one place for
 //! `refresh` (which publishes them) and `explain` (which says why).
 //!
 //! * live = state `running`; ready = live and carrying the configured ready tag (if any)

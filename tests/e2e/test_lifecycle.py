@@ -281,7 +281,7 @@ def test_the_shared_object(host):
     # An unwinder is linked in (nss-ec2/build.rs): nothing but glibc. Built for the glibc 2.28
     # floor, that is libc and the loader, and libpthread and libdl: before glibc 2.34 the
     # functions std needs from them (pthread_key_create, dlsym, ...) lived there, and since then
-    # they are empty stubs of glibc (README "Supported systems").
+    # they are empty stubs of glibc (docs/platforms.md, "The floor build").
     assert {n for n in needed if not n.startswith("ld-linux")} <= {"libc.so.6", "libpthread.so.0", "libdl.so.2"}, needed
     assert "libc.so.6" in needed and len(needed) <= 4, needed
     undefined = subprocess.run(["nm", "-D", "--undefined-only", so], capture_output=True, text=True,

@@ -86,7 +86,7 @@ def test_install_resolve_reinstall_upgrade_purge(debs, root, dns, web):
     assert root.hosts_line().split().count("ec2") == 1
     # A daemon never runs ahead of the module (it could write a format the module cannot read):
     # ec2cached Breaks older libnss-ec2, so dpkg refuses it alone, and takes both with the module
-    # first (README: "Versions that belong together").
+    # first (docs/operations.md, "Versions that belong together").
     r = root.dpkg_i(v2["ec2cached"], check=False)
     assert r.returncode != 0 and "break" in r.stderr, r.stderr
     assert root.sh("dpkg-query -W -f '${Version}' ec2cached").stdout == "0.1.0"

@@ -318,7 +318,7 @@ def test_rpms_on_authselect_with_a_profile_owning_hosts_say_how(rpms, tmp_path):
 def test_rpms_on_authselect_without_user_nsswitch_conf_change_nothing_and_say_how(rpms, tmp_path):
     """authselect 1.3 and later (Fedora 36+, RHEL 10): only a profile decides the hosts line, and
     an edit would break `authselect check` and every later apply-changes. The package leaves the
-    files alone and says what to do (README)."""
+    files alone and says what to do (docs/platforms.md, "Supported systems")."""
     profile = "minimal"
     root = authselect_root(tmp_path, profile, user_nsswitch=False)
     before = root.nsswitch()
@@ -388,7 +388,7 @@ LIBVIRT = '{if "with-libvirt":libvirt libvirt_guest }{if "with-mdns4":mdns4_mini
     ("hosts: files # dns later", "hosts: files ec2 [NOTFOUND=return] # dns later"),
     ("hosts: files", "hosts: files ec2 [NOTFOUND=return]"),
     ("hosts: files dns # see ec2(8)", "hosts: files ec2 [NOTFOUND=return] dns # see ec2(8)"),
-    # An authselect profile's template (a custom profile, README "Supported systems").
+    # An authselect profile's template (a custom profile, docs/platforms.md, "Supported systems").
     (f"hosts: files myhostname {LIBVIRT}resolve [!UNAVAIL=return] dns",
      f"hosts: files myhostname {LIBVIRT}ec2 [NOTFOUND=return] resolve [!UNAVAIL=return] dns"),
 ])
