@@ -155,21 +155,27 @@ impl Object {
         }
         let path_style = base.endpoint_url().is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|v| !v.is_empty());
+        Ok(Object::with_config(url, &base, path_style))
+    }
+
+    /// A client for `url` from an SDK config (path-style addressing for an endpoint that is not
+    /// AWS: moto, MinIO).
+    fn with_config(url: &S3Url, base: &aws_config::SdkConfig, path_style: bool) -> Object {
         let requests = Arc::new(AtomicU64::new(0));
-        let conf = aws_sdk_s3::config::Builder::from(&base)
+        let conf = aws_sdk_s3::config::Builder::from(base)
             .force_path_style(path_style)
             // The snapshot carries its own checks (length, checksum, signature); a checksum
             // trailer on every PUT is one more thing an S3-compatible store may not speak.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .interceptor(Counter(Arc::clone(&requests)))
             .build();
-        Ok(Object {
+        Object {
             client: aws_sdk_s3::Client::from_conf(conf),
             url: url.clone(),
             requests,
             bytes: 0,
             recorded: (0, 0),
-        })
+        }
     }
 
     /// HTTP requests sent (retries included) and body bytes received or sent since the last
@@ -300,5 +306,218 @@ impl Object {
             }
         };
         format!("{what} ({op} {})", self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The requests an [`Object`] sends, read by a small HTTP server on loopback, and what it
+    //! makes of the answers.
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// One request as the server read it.
+    #[derive(Debug)]
+    struct Seen {
+        line: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// An answer: its status, extra headers and body.
+    type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+    /// Serves the given answers (`status`, extra headers, body) in order, one per request, and
+    /// sends each request it read; it ends when the answers run out.
+    fn server(answers: Vec<Answer>) -> (String, mpsc::Receiver<Seen>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut answers = answers.into_iter();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut out = conn;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                    let len = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+                    let mut body = vec![0; len];
+                    reader.read_exact(&mut body).unwrap();
+                    let Some((status, extra, answer)) = answers.next() else {
+                        return;
+                    };
+                    tx.send(Seen {
+                        line: line.trim_end().to_string(),
+                        headers,
+                        body,
+                    })
+                    .unwrap();
+                    let mut head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\n",
+                        answer.len()
+                    );
+                    for (k, v) in extra {
+                        head.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    out.write_all(head.as_bytes()).unwrap();
+                    out.write_all(&answer).unwrap();
+                }
+            }
+        });
+        (format!("http://{addr}"), rx)
+    }
+
+    fn object(endpoint: &str) -> Object {
+        let creds =
+            aws_credential_types::Credentials::new("AKIDTEST", "secret", None, None, "test");
+        let base = aws_config::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            // One attempt, as a follower's: every request the server sees is one call.
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .endpoint_url(endpoint)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(creds),
+            )
+            .build();
+        Object::with_config(
+            &S3Url::parse("s3://fleet-bucket/prod/hosts.snap").unwrap(),
+            &base,
+            true,
+        )
+    }
+
+    fn xml_error(code: &str) -> Vec<u8> {
+        format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>m</Message></Error>")
+            .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn gets_are_conditional_on_the_last_etag_and_bounded() {
+        let etag = || vec![("etag", "\"e1\"".to_string())];
+        let (url, seen) = server(vec![
+            (200, etag(), b"snapshot".to_vec()),
+            (304, etag(), Vec::new()),
+            (200, etag(), vec![7; 100]),
+            (404, vec![], xml_error("NoSuchKey")),
+            (403, vec![], xml_error("AccessDenied")),
+        ]);
+        let mut o = object(&url);
+        let got = o.get(None, 1 << 20).await.unwrap();
+        assert_eq!(
+            got,
+            Got::Object {
+                etag: "\"e1\"".into(),
+                body: b"snapshot".to_vec()
+            }
+        );
+        let first = seen.recv().unwrap();
+        assert_eq!(
+            first.line,
+            "GET /fleet-bucket/prod/hosts.snap?x-id=GetObject HTTP/1.1"
+        );
+        assert_eq!(first.header("if-none-match"), None);
+        assert!(first
+            .header("authorization")
+            .is_some_and(|a| a.contains("AKIDTEST")));
+
+        assert_eq!(
+            o.get(Some("\"e1\""), 1 << 20).await.unwrap(),
+            Got::Unchanged
+        );
+        assert_eq!(seen.recv().unwrap().header("if-none-match"), Some("\"e1\""));
+        // Larger than the cap by its declared length: not read.
+        assert_eq!(
+            o.get(None, 50).await.unwrap(),
+            Got::TooLarge {
+                size: 100,
+                etag: "\"e1\"".into()
+            }
+        );
+        seen.recv().unwrap();
+        assert_eq!(o.get(None, 1 << 20).await.unwrap(), Got::Missing);
+        seen.recv().unwrap();
+        match o.get(None, 1 << 20).await.unwrap() {
+            Got::Denied(why) => assert!(
+                why.contains("AccessDenied")
+                    && why.contains("GET s3://fleet-bucket/prod/hosts.snap"),
+                "{why}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Five requests, and the bytes of the one body read whole.
+        assert_eq!(o.take_counts(), (5, 8));
+        assert_eq!(o.take_counts(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn puts_are_conditional_and_a_lost_race_is_a_conflict() {
+        let (url, seen) = server(vec![
+            (200, vec![("etag", "\"e2\"".to_string())], Vec::new()),
+            (412, vec![], xml_error("PreconditionFailed")),
+            (409, vec![], xml_error("ConditionalRequestConflict")),
+            (500, vec![], xml_error("InternalError")),
+        ]);
+        let mut o = object(&url);
+        assert_eq!(
+            o.put(b"v2".to_vec(), &Expect::Absent).await.unwrap(),
+            Put::Stored("\"e2\"".into())
+        );
+        let put = seen.recv().unwrap();
+        assert!(
+            put.line.starts_with("PUT /fleet-bucket/prod/hosts.snap"),
+            "{}",
+            put.line
+        );
+        assert_eq!(put.header("if-none-match"), Some("*"));
+        assert_eq!(put.header("if-match"), None);
+        assert_eq!(put.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(put.body, b"v2");
+        // No checksum trailer: the snapshot carries its own checks.
+        assert_eq!(put.header("x-amz-trailer"), None);
+
+        let expect = Expect::Etag("\"e2\"".into());
+        assert_eq!(o.put(b"v3".to_vec(), &expect).await.unwrap(), Put::Conflict);
+        let put = seen.recv().unwrap();
+        assert_eq!(put.header("if-match"), Some("\"e2\""));
+        assert_eq!(put.header("if-none-match"), None);
+        assert_eq!(o.put(b"v3".to_vec(), &expect).await.unwrap(), Put::Conflict);
+        seen.recv().unwrap();
+        // An error is said, with the request.
+        let e = o.put(b"v3".to_vec(), &expect).await.unwrap_err();
+        assert!(
+            e.contains("InternalError") && e.ends_with("(PUT s3://fleet-bucket/prod/hosts.snap)"),
+            "{e}"
+        );
     }
 }
