@@ -443,7 +443,13 @@ mod tests {
             RecordType::A,
         ));
         let wire = c.answer(&q.to_vec().unwrap(), Transport::Udp).unwrap();
-        let r = Message::from_vec(&wire).unwrap();
+        let (_, rcode, addrs) = read_answer(&wire);
+        (rcode, addrs)
+    }
+
+    /// An answer's ID, RCODE and A records.
+    fn read_answer(wire: &[u8]) -> (u16, ResponseCode, Vec<String>) {
+        let r = Message::from_vec(wire).unwrap();
         let addrs = r
             .answers
             .iter()
@@ -452,7 +458,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        (r.metadata.response_code, addrs)
+        (r.metadata.id, r.metadata.response_code, addrs)
     }
 
     fn current(dir: &Path) -> Current {
@@ -509,5 +515,85 @@ mod tests {
         let c = current(dir.path());
         c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail);
+    }
+
+    /// The stub as the daemon runs it, on sockets of port 0 in this process: a query over UDP
+    /// and over TCP (length-prefixed, two pipelined on one connection) answered from the
+    /// installed snapshot, and a new install picked up by the loader thread.
+    #[test]
+    fn the_running_stub_answers_over_udp_and_tcp_on_port_0() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("hosts.snap");
+        let now = crate::leaf::clock::now();
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now, 1)).unwrap();
+        let cfg = Config::parse(Path::new("/etc/x.toml"), &format!("snapshot = {snap:?}")).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (udp_at, tcp_at) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        let sockets = Sockets {
+            udp: vec![udp],
+            tcp: vec![tcp],
+            activated: false,
+        };
+        start(&cfg, sockets).unwrap();
+
+        let query = |id: u16| {
+            let mut q = Message::query();
+            q.metadata.id = id;
+            q.add_query(Query::query(
+                Name::from_ascii("i-1.ec2.").unwrap(),
+                RecordType::A,
+            ));
+            q.to_vec().unwrap()
+        };
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let udp_ask = |id: u16| {
+            client.send_to(&query(id), udp_at).unwrap();
+            let mut buf = [0u8; 512];
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(from, udp_at);
+            read_answer(&buf[..n])
+        };
+        assert_eq!(
+            udp_ask(7),
+            (7, ResponseCode::NoError, vec!["10.0.0.1".to_string()])
+        );
+
+        let mut conn = TcpStream::connect(tcp_at).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut two = Vec::new();
+        for id in [8u16, 9] {
+            let q = query(id);
+            two.extend_from_slice(&(q.len() as u16).to_be_bytes());
+            two.extend_from_slice(&q);
+        }
+        conn.write_all(&two).unwrap();
+        for id in [8u16, 9] {
+            let mut len = [0u8; 2];
+            conn.read_exact(&mut len).unwrap();
+            let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+            conn.read_exact(&mut msg).unwrap();
+            assert_eq!(
+                read_answer(&msg),
+                (id, ResponseCode::NoError, vec!["10.0.0.1".to_string()])
+            );
+        }
+
+        // A new generation is served once the loader thread has seen it (every RECHECK).
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now + 1, 2)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = udp_ask(10);
+        while last.2 != ["10.0.0.2"] && Instant::now() < deadline {
+            std::thread::sleep(RECHECK);
+            last = udp_ask(10);
+        }
+        assert_eq!(
+            last,
+            (10, ResponseCode::NoError, vec!["10.0.0.2".to_string()])
+        );
     }
 }

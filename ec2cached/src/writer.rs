@@ -141,6 +141,17 @@ impl std::fmt::Display for NotInstalled {
 /// newer one. An installed file that does not parse, or whose sweep is more than
 /// [`CLOCK_SLACK_SECS`] in the future, is replaced.
 pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
+    install_and(path, bytes, || {})
+}
+
+/// [`install`], calling `before` (under the lock) just before the new snapshot is written: what
+/// it records (the status ledger) is there by the time a reader sees the new snapshot. Not
+/// called when nothing is replaced (the same bytes, a rollback).
+pub fn install_and(
+    path: &Path,
+    bytes: &[u8],
+    before: impl FnOnce(),
+) -> Result<Installed, NotInstalled> {
     let ours = Snapshot::parse(bytes)
         .map_err(|e| NotInstalled::Io(format!("self-check failed: {e}")))?
         .header()
@@ -157,6 +168,7 @@ pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
             }
         }
     }
+    before();
     write_atomic(path, bytes)
         .map_err(|e| NotInstalled::Io(format!("cannot publish {}: {e}", path.display())))?;
     Ok(Installed::Replaced)

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::leaf::ledger::Status;
 use crate::leaf::outcome::{Failed, Reason};
 use crate::poller::Sweep;
-use crate::writer::{install, NotInstalled};
+use crate::writer::{install_and, NotInstalled};
 use nss_ec2_snapshot::fleet::{build, Stats};
 use nss_ec2_snapshot::{Meta, Snapshot};
 
@@ -29,6 +29,18 @@ pub fn publish(
     generated: u64,
     signer: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<Published, String> {
+    publish_then(cfg, sweep, generated, signer, |_| {})
+}
+
+/// [`publish`], calling `before` with what is about to be installed, just before the new
+/// snapshot becomes visible (not when the installed one has the same bytes).
+fn publish_then(
+    cfg: &Config,
+    sweep: &Sweep,
+    generated: u64,
+    signer: Option<&ed25519_dalek::SigningKey>,
+    before: impl FnOnce(&Published),
+) -> Result<Published, String> {
     let built = build(&sweep.instances, &cfg.rules);
     let problems: Vec<String> = built
         .problems
@@ -50,7 +62,13 @@ pub fn publish(
     }
     // Never publish what a reader would refuse.
     Snapshot::parse(&bytes).map_err(|e| format!("self-check failed: {e}"))?;
-    install(&cfg.snapshot, &bytes).map_err(|e| match e {
+    let published = Published {
+        stats: built.stats,
+        problems,
+        bytes,
+        requests: sweep.requests,
+    };
+    install_and(&cfg.snapshot, &published.bytes, || before(&published)).map_err(|e| match e {
         NotInstalled::Rollback(..) => format!(
             "not published: the snapshot at {} is {e} (another writer, or this host's clock \
              went back)",
@@ -58,16 +76,13 @@ pub fn publish(
         ),
         NotInstalled::Io(e) => e,
     })?;
-    Ok(Published {
-        stats: built.stats,
-        problems,
-        bytes,
-        requests: sweep.requests,
-    })
+    Ok(published)
 }
 
 /// Publishes the outcome of a sweep that started at `started` and records it in the status file
-/// either way (the snapshot is only replaced on success).
+/// either way (the snapshot is only replaced on success). A success is recorded before the new
+/// snapshot becomes visible, so that whoever resolves its names and then asks `ec2cached
+/// status` reads that success.
 pub fn publish_and_record(
     cfg: &Config,
     started: u64,
@@ -75,25 +90,44 @@ pub fn publish_and_record(
     signer: Option<&ed25519_dalek::SigningKey>,
 ) -> Result<Published, Failed> {
     // Every request counts, a failed sweep's too (throttling is when they matter most).
-    let requests = match &sweep {
+    let requests = u64::from(match &sweep {
         Ok(s) => s.requests,
         Err(f) => f.requests,
-    };
-    let result = sweep.and_then(|s| {
-        publish(cfg, &s, started, signer)
-            .map(|p| (p, s.elapsed))
-            .map_err(|e| Failed::new(Reason::Publish, e))
     });
-    Status::update(&cfg.snapshot, |status| {
-        status.api_requests_total = status
-            .api_requests_total
-            .saturating_add(u64::from(requests));
-        match &result {
-            Ok((p, elapsed)) => succeeded(status, started, p, *elapsed),
-            Err(f) => status.poll_failed(started, &f.message, f.reason),
+    let count =
+        |st: &mut Status| st.api_requests_total = st.api_requests_total.saturating_add(requests);
+    let sweep = match sweep {
+        Ok(s) => s,
+        Err(f) => {
+            Status::update(&cfg.snapshot, |st| {
+                count(st);
+                st.poll_failed(started, &f.message, f.reason);
+            });
+            return Err(f);
         }
+    };
+    let record = |p: &Published| {
+        Status::update(&cfg.snapshot, |st| {
+            count(st);
+            succeeded(st, started, p, sweep.elapsed);
+        })
+    };
+    let mut recorded = false;
+    let result = publish_then(cfg, &sweep, started, signer, |p| {
+        record(p);
+        recorded = true;
     });
-    result.map(|(p, _)| p)
+    match &result {
+        Ok(p) if !recorded => record(p),
+        Ok(_) => {}
+        Err(e) => Status::update(&cfg.snapshot, |st| {
+            if !recorded {
+                count(st);
+            }
+            st.poll_failed(started, e, Reason::Publish);
+        }),
+    }
+    result.map_err(|e| Failed::new(Reason::Publish, e))
 }
 
 /// Records a successful publish in the status.

@@ -364,3 +364,48 @@ fn candidates<'a>(
     }
     any
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::fixture::{fleet, setup};
+
+    #[test]
+    fn an_instance_its_names_and_a_name_its_members() {
+        let (_d, cfg) = setup(0);
+        let fleet = fleet();
+        let e = explain(&cfg, &fleet, "I-0A");
+        assert!(e.found, "{}", e.text);
+        assert!(e.text.starts_with("instance i-0a: "), "{}", e.text);
+        let names = e.text.lines().find(|l| l.starts_with("  names: ")).unwrap();
+        for n in ["i-0a.ec2", "postgres.tphon.ec2", "1.tphon.ec2"] {
+            assert!(names.split_whitespace().any(|x| x == n), "{n}: {names}");
+        }
+        assert!(!names.contains("redis"), "{names}");
+        let e = explain(&cfg, &fleet, "tphon.ec2.");
+        assert!(e.found);
+        let lines: Vec<&str> = e.text.lines().collect();
+        assert_eq!(lines[0], "tphon.ec2: 2 instance(s), in launch order:");
+        assert_eq!(lines[1], "  1. i-0a 10.0.0.1");
+        assert_eq!(lines[2], "  2. i-0b 10.0.0.2");
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_says_why() {
+        let (_d, cfg) = setup(0);
+        let fleet = fleet();
+        let e = explain(&cfg, &fleet, "mysql.tphon.ec2");
+        assert!(!e.found);
+        assert!(
+            e.text.starts_with("mysql.tphon.ec2: no such name\n"),
+            "{}",
+            e.text
+        );
+        let e = explain(&cfg, &fleet, "db.example.com");
+        assert!(!e.found);
+        assert_eq!(
+            e.text,
+            "db.example.com: not under the domain \"ec2\"; the module answers UNAVAIL\n"
+        );
+    }
+}

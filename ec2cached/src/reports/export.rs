@@ -94,3 +94,67 @@ fn remove_stale_zones(dir: &Path, written: &[std::path::PathBuf]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::fixture::setup;
+
+    #[test]
+    fn a_forward_export_is_written_whole_from_the_installed_snapshot() {
+        let (d, cfg) = setup(0);
+        let out = d.path().join("ec2.hosts");
+        run(&cfg, Kind::Hosts, Some(&out), 2_000).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.split_whitespace().skip(1).any(|n| n == name))
+                .map(|l| l.split_whitespace().next().unwrap().to_string())
+        };
+        assert_eq!(
+            line("postgres.tphon.ec2").as_deref(),
+            Some("10.0.0.1"),
+            "{text}"
+        );
+        assert_eq!(
+            line("redis.tphon.ec2").as_deref(),
+            Some("10.0.0.2"),
+            "{text}"
+        );
+        assert_eq!(line("i-0b.ec2").as_deref(), Some("10.0.0.2"), "{text}");
+        run(&cfg, Kind::Zone, Some(&out), 2_000).unwrap();
+        assert!(std::fs::read_to_string(&out).unwrap().contains("SOA"));
+        // No snapshot: nothing written, an error that says so.
+        std::fs::remove_file(&cfg.snapshot).unwrap();
+        let e = run(&cfg, Kind::Hosts, Some(&d.path().join("new")), 2_000).unwrap_err();
+        assert!(e.starts_with("no snapshot at"), "{e}");
+        assert!(!d.path().join("new").exists());
+    }
+
+    #[test]
+    fn reverse_zones_go_to_a_directory_and_only_this_command_s_stale_ones_are_removed() {
+        let (d, cfg) = setup(0);
+        let e = run(&cfg, Kind::ReverseZone, Some(&cfg.snapshot), 2_000).unwrap_err();
+        assert!(e.contains("--output must name a directory"), "{e}");
+        let zones = d.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        let ours_stale = zones.join("11.in-addr.arpa.zone");
+        std::fs::write(&ours_stale, format!("{REVERSE_HEADER} old\n")).unwrap();
+        let foreign = zones.join("12.in-addr.arpa.zone");
+        std::fs::write(&foreign, "; someone else's zone\n").unwrap();
+        let other = zones.join("notes.txt");
+        std::fs::write(&other, format!("{REVERSE_HEADER}\n")).unwrap();
+        run(&cfg, Kind::ReverseZone, Some(&zones), 2_000).unwrap();
+        let ten = std::fs::read_to_string(zones.join("10.in-addr.arpa.zone")).unwrap();
+        assert!(ten.starts_with(REVERSE_HEADER), "{ten}");
+        assert!(ten.contains("PTR"), "{ten}");
+        assert!(
+            !ours_stale.exists(),
+            "a zone this command wrote and has no instance now"
+        );
+        assert!(
+            foreign.exists() && other.exists(),
+            "files it did not write stay"
+        );
+    }
+}

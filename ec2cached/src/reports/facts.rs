@@ -197,48 +197,7 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nss_ec2_snapshot::fleet::{build, Ec2Instance};
-    use nss_ec2_snapshot::Meta;
-
-    fn inst(id: &str, ip: u8, groups: &[&str], services: &str, launch: i64) -> Ec2Instance {
-        Ec2Instance {
-            id: id.into(),
-            state: "running".into(),
-            launch_time_ms: launch,
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            tags: vec![("services".into(), services.into())],
-            private_ipv4: Some(std::net::Ipv4Addr::new(10, 0, 0, ip)),
-            ..Ec2Instance::default()
-        }
-    }
-
-    fn setup(max_age: u32) -> (tempfile::TempDir, Config) {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = Config::parse(
-            &dir.path().join("c.toml"),
-            &format!("snapshot = {:?}", dir.path().join("hosts.snap")),
-        )
-        .unwrap();
-        let fleet = [
-            inst(
-                "i-0a",
-                1,
-                &["tphon", "Web Front"],
-                "postgres readonly.postgres",
-                1,
-            ),
-            inst("i-0b", 2, &["tphon"], "redis", 2),
-        ];
-        let built = build(&fleet, &cfg.rules);
-        let meta = Meta {
-            domain: "ec2".into(),
-            generated_unix: 1_000,
-            interval_secs: 30,
-            max_age_secs: max_age,
-        };
-        std::fs::write(&cfg.snapshot, built.table.encode(&meta).unwrap()).unwrap();
-        (dir, cfg)
-    }
+    use crate::reports::fixture::setup;
 
     fn id(instance: &str) -> Identity {
         Identity {
