@@ -97,18 +97,19 @@ pub async fn cycle(
             Err(f) => Err(f),
         },
     };
-    let polled = publish_sweep(cfg, started, swept, publisher).await?;
-    let stats = polled.published.stats;
+    let published = publish_sweep(cfg, started, swept, publisher.as_deref())?;
+    let stats = published.stats;
     tracing::info!(
         instances = stats.instances,
         live = stats.live,
         ready = stats.ready,
         names = stats.names,
-        requests = polled.published.requests,
+        requests = published.requests,
         "published {}",
         cfg.snapshot.display()
     );
-    if let Some(done) = polled.uploaded {
+    if let Some(p) = publisher {
+        let done = p.upload_swept(&cfg.snapshot, published.bytes).await;
         tracing::info!("S3: {}", done.map_err(upload_failed)?.label());
     }
     Ok(())

@@ -423,4 +423,52 @@ mod tests {
         assert_eq!(got, Outcome::RefusedCorrupt, "{why}");
         assert!(!cfg.snapshot.exists());
     }
+
+    /// Which verdicts a 304 keeps without a new download: those that rest on the object's
+    /// bytes, or on its expiry; not those that rest on this host's clock or its installed
+    /// snapshot.
+    #[test]
+    fn a_verdict_lasts_when_it_rests_on_the_object_alone() {
+        let good = SigningKey::from_bytes(&[1; 32]);
+        let (_dir, cfg, follow) = setup(&[&good]);
+        let signed = |bytes: &[u8]| keys::sign(&good, bytes).unwrap();
+        let unsigned = check_and_install(&cfg, &follow, &snap("ec2", 100, 1));
+        assert_eq!(unsigned.outcome, Outcome::RefusedSignature);
+        assert!(unsigned.lasting());
+        let other = check_and_install(&cfg, &follow, &signed(&snap("x", 100, 1)));
+        assert_eq!(
+            (other.outcome, other.lasting()),
+            (Outcome::RefusedDomain, true)
+        );
+        let future = check_and_install(&cfg, &follow, &signed(&snap("ec2", now() + 3600, 1)));
+        assert_eq!(
+            (future.outcome, future.lasting()),
+            (Outcome::RefusedCorrupt, false)
+        );
+        let expired = {
+            let table = nss_ec2_snapshot::fleet::build(&[], &cfg.rules).table;
+            let meta = nss_ec2_snapshot::Meta {
+                domain: "ec2".into(),
+                generated_unix: 100,
+                interval_secs: 30,
+                max_age_secs: 60,
+            };
+            check_and_install(&cfg, &follow, &signed(&table.encode(&meta).unwrap()))
+        };
+        assert_eq!(
+            (expired.outcome, expired.lasting()),
+            (Outcome::RefusedRollback, true)
+        );
+        assert!(expired.why.starts_with("expired: "), "{}", expired.why);
+        let installed = check_and_install(&cfg, &follow, &signed(&snap("ec2", 200, 1)));
+        assert_eq!(
+            (installed.outcome, installed.lasting()),
+            (Outcome::Installed, true)
+        );
+        let older = check_and_install(&cfg, &follow, &signed(&snap("ec2", 150, 1)));
+        assert_eq!(
+            (older.outcome, older.lasting()),
+            (Outcome::RefusedRollback, false)
+        );
+    }
 }

@@ -181,8 +181,8 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
             Some(f) => json::from_file(f, cfg).map_err(|e| Failed::new(Reason::Input, e)),
             None => ec2::poll(cfg).await,
         };
-        let polled = publish_sweep(cfg, started, swept, publisher.as_mut()).await?;
-        let stats = polled.published.stats;
+        let published = publish_sweep(cfg, started, swept, publisher.as_ref())?;
+        let stats = published.stats;
         eprintln!(
             "ec2cached: published {}: {} names, {} live instances ({} ready)",
             cfg.snapshot.display(),
@@ -190,8 +190,9 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
             stats.live,
             stats.ready
         );
-        if let (Some(done), Some(publish)) = (polled.uploaded, &cfg.publish) {
-            eprintln!("ec2cached: {}: {}", publish.url, done?.label());
+        if let (Some(p), Some(publish)) = (publisher.as_mut(), &cfg.publish) {
+            let done = p.upload_swept(&cfg.snapshot, published.bytes).await?;
+            eprintln!("ec2cached: {}: {}", publish.url, done.label());
         }
         Ok(())
     })

@@ -4,7 +4,7 @@
 //! snapshot stays byte-for-byte as it was.
 
 use crate::leaf::clock::{now, utc};
-use crate::leaf::files::{remove_stale_temps_of, write_atomic};
+use crate::leaf::files::{remove_stale_temps_of, write_atomic_and};
 use crate::leaf::ledger::status_path;
 use nix::errno::Errno;
 use nss_ec2_snapshot::Snapshot;
@@ -144,9 +144,10 @@ pub fn install(path: &Path, bytes: &[u8]) -> Result<Installed, NotInstalled> {
     install_and(path, bytes, || {})
 }
 
-/// [`install`], calling `before` (under the lock) just before the new snapshot is written: what
-/// it records (the status ledger) is there by the time a reader sees the new snapshot. Not
-/// called when nothing is replaced (the same bytes, a rollback).
+/// [`install`], calling `before` (under the lock) once the new snapshot is written and synced,
+/// just before it is renamed into place: what it records (the status ledger) is there by the
+/// time a reader sees the new snapshot. Not called when nothing is replaced (the same bytes, a
+/// rollback, a failure before the rename).
 pub fn install_and(
     path: &Path,
     bytes: &[u8],
@@ -168,8 +169,7 @@ pub fn install_and(
             }
         }
     }
-    before();
-    write_atomic(path, bytes)
+    write_atomic_and(path, bytes, before)
         .map_err(|e| NotInstalled::Io(format!("cannot publish {}: {e}", path.display())))?;
     Ok(Installed::Replaced)
 }
@@ -314,5 +314,34 @@ mod tests {
         remove_stale_temps(&snap);
         let left: Vec<bool> = names.iter().map(|n| d.path().join(n).exists()).collect();
         assert_eq!(left, [false, false, true, true, true], "{names:?}");
+    }
+
+    #[test]
+    fn install_and_calls_before_only_when_it_replaces_and_before_the_new_file_is_seen() {
+        let (_d, snap) = dir();
+        let (v1, v2) = (tiny("ec2", 100, 1), tiny("ec2", 200, 2));
+        install(&snap, &v2).unwrap();
+        let mut called = false;
+        assert_eq!(
+            install_and(&snap, &v2, || called = true),
+            Ok(Installed::Same)
+        );
+        assert_eq!(
+            install_and(&snap, &v1, || called = true),
+            Err(NotInstalled::Rollback(200, 100))
+        );
+        assert!(!called, "nothing replaced, nothing to record");
+        let v3 = tiny("ec2", 300, 3);
+        let mut seen = None;
+        assert_eq!(
+            install_and(&snap, &v3, || seen = Some(std::fs::read(&snap).unwrap())),
+            Ok(Installed::Replaced)
+        );
+        assert_eq!(
+            seen,
+            Some(v2),
+            "called while readers still see the old snapshot"
+        );
+        assert_eq!(std::fs::read(&snap).unwrap(), v3);
     }
 }

@@ -13,6 +13,16 @@ use std::time::Duration;
 /// Writes `bytes` to `path` by temp file, fsync and rename, world-readable (every process on the
 /// host reads the snapshot), then fsyncs the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_and(path, bytes, || {})
+}
+
+/// [`write_atomic`], calling `before_rename` once the new bytes are written and synced, just
+/// before they replace the file.
+pub fn write_atomic_and(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce(),
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -25,6 +35,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
+    before_rename();
     tmp.persist(path).map_err(|e| e.error)?;
     std::fs::File::open(dir)?.sync_all()
 }

@@ -112,18 +112,21 @@ pub fn publish_and_record(
             succeeded(st, started, p, sweep.elapsed);
         })
     };
-    let mut recorded = false;
+    // What the ledger said before a success was recorded: put back if the snapshot then fails
+    // to land (the rename), so that no success is claimed for it.
+    let mut prior: Option<Status> = None;
     let result = publish_then(cfg, &sweep, started, signer, |p| {
+        prior = Some(Status::load(&cfg.snapshot));
         record(p);
-        recorded = true;
     });
-    match &result {
-        Ok(p) if !recorded => record(p),
-        Ok(_) => {}
-        Err(e) => Status::update(&cfg.snapshot, |st| {
-            if !recorded {
-                count(st);
+    match (&result, prior) {
+        (Ok(p), None) => record(p),
+        (Ok(_), Some(_)) => {}
+        (Err(e), prior) => Status::update(&cfg.snapshot, |st| {
+            if let Some(before) = prior {
+                *st = before;
             }
+            count(st);
             st.poll_failed(started, e, Reason::Publish);
         }),
     }
@@ -142,4 +145,72 @@ fn succeeded(status: &mut Status, at: u64, p: &Published, elapsed: std::time::Du
     status.ready = p.stats.ready;
     status.names = p.stats.names;
     status.problems = p.problems.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leaf::ledger::Status;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = format!("snapshot = {:?}", dir.join("hosts.snap"));
+        Config::parse(&dir.join("c.toml"), &text).unwrap()
+    }
+
+    fn sweep(requests: u32) -> Sweep {
+        Sweep {
+            requests,
+            ..Sweep::default()
+        }
+    }
+
+    /// The ledger after each kind of poll: a success, a failed sweep, and a snapshot that
+    /// could not land after its success was recorded (put back: no success claimed for it).
+    #[test]
+    fn every_poll_is_in_the_ledger_once_and_a_success_only_when_it_landed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let p = publish_and_record(&cfg, 1_000, Ok(sweep(3)), None).unwrap();
+        assert_eq!(p.requests, 3);
+        let st = Status::load(&cfg.snapshot);
+        assert_eq!(
+            (st.last_success, st.last_attempt),
+            (Some(1_000), Some(1_000))
+        );
+        assert_eq!(
+            (st.api_requests_total, st.requests, st.consecutive_failures),
+            (3, 3, 0)
+        );
+
+        let throttled = Failed {
+            reason: Reason::Throttled,
+            message: "RequestLimitExceeded".into(),
+            requests: 2,
+        };
+        assert!(publish_and_record(&cfg, 2_000, Err(throttled), None).is_err());
+        let st = Status::load(&cfg.snapshot);
+        assert_eq!(st.last_success, Some(1_000));
+        assert_eq!((st.api_requests_total, st.consecutive_failures), (5, 1));
+        assert_eq!(st.poll_failures.get("throttled"), Some(&1));
+        assert_eq!(st.last_error.as_deref(), Some("RequestLimitExceeded"));
+
+        // The snapshot's path is now a directory: the rename fails after the success was
+        // recorded.
+        std::fs::remove_file(&cfg.snapshot).unwrap();
+        std::fs::create_dir(&cfg.snapshot).unwrap();
+        let f = publish_and_record(&cfg, 3_000, Ok(sweep(4)), None).unwrap_err();
+        assert_eq!(f.reason, Reason::Publish);
+        let st = Status::load(&cfg.snapshot);
+        assert_eq!(
+            st.last_success,
+            Some(1_000),
+            "no success for a snapshot that did not land"
+        );
+        assert_eq!(
+            (st.requests, st.api_requests_total, st.consecutive_failures),
+            (3, 9, 2)
+        );
+        assert_eq!(st.poll_failures.get("publish"), Some(&1));
+        assert_eq!(st.last_error_at, Some(3_000));
+    }
 }

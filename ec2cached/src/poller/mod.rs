@@ -12,7 +12,7 @@ use crate::leaf::outcome::Failed;
 use build::{publish_and_record, Published};
 use nss_ec2_snapshot::fleet::Ec2Instance;
 use std::time::Duration;
-use upload::{Publisher, Uploaded};
+use upload::Publisher;
 
 /// A fleet read in one sweep.
 #[derive(Debug, Default)]
@@ -27,31 +27,14 @@ pub struct Sweep {
     pub elapsed: Duration,
 }
 
-/// What one poll did: the local publish, and in fleet mode the upload.
-#[derive(Debug)]
-pub struct Polled {
-    /// The snapshot published locally.
-    pub published: Published,
-    /// What S3 got (`None` without `[publish]`).
-    pub uploaded: Option<Result<Uploaded, String>>,
-}
-
-/// A sweep's snapshot published (signed with the publisher's key in fleet mode) and recorded,
-/// then uploaded: the one flow of `ec2cached run` and `refresh`.
-pub async fn publish_sweep(
+/// A sweep's snapshot published locally, signed with the publisher's key in fleet mode, and
+/// recorded: the one flow of `ec2cached run` and `refresh` (which then upload it with
+/// [`Publisher::upload_swept`]).
+pub fn publish_sweep(
     cfg: &Config,
     started: u64,
     swept: Result<Sweep, Failed>,
-    publisher: Option<&mut Publisher>,
-) -> Result<Polled, Failed> {
-    let key = publisher.as_ref().map(|p| p.key().clone());
-    let published = publish_and_record(cfg, started, swept, key.as_ref())?;
-    let uploaded = match publisher {
-        Some(p) => Some(p.upload_swept(&cfg.snapshot, published.bytes.clone()).await),
-        None => None,
-    };
-    Ok(Polled {
-        published,
-        uploaded,
-    })
+    publisher: Option<&Publisher>,
+) -> Result<Published, Failed> {
+    publish_and_record(cfg, started, swept, publisher.map(Publisher::key))
 }
