@@ -51,31 +51,42 @@ fn lock_writers(snapshot: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Not
     // ours; a new one is made mode 0600, and root hands the one it made to the state
     // directory's owner (the daemon's account). A lock someone else made is never chowned or
     // chmodded.
-    let existing = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(&lock);
-    let file = match existing {
+    let open_existing = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&lock)
+    };
+    let file = match open_existing() {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let f = std::fs::OpenOptions::new()
+            let created = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .custom_flags(flags)
-                .open(&lock)
-                .map_err(|e| fail("create", &e))?;
-            let dir = lock
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if let Ok(d) = std::fs::metadata(dir) {
-                if nix::unistd::geteuid().is_root() && d.uid() != 0 {
-                    std::os::unix::fs::fchown(&f, Some(d.uid()), Some(d.gid()))
-                        .map_err(|e| fail("chown", &e))?;
+                .open(&lock);
+            match created {
+                Ok(f) => {
+                    let dir = lock
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    if let Ok(d) = std::fs::metadata(dir) {
+                        if nix::unistd::geteuid().is_root() && d.uid() != 0 {
+                            std::os::unix::fs::fchown(&f, Some(d.uid()), Some(d.gid()))
+                                .map_err(|e| fail("chown", &e))?;
+                        }
+                    }
+                    f
                 }
+                // Another writer made it between our two opens (first boot: configuration
+                // management's `install` beside the daemon): use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    open_existing().map_err(|e| fail("open", &e))?
+                }
+                Err(e) => return Err(fail("create", &e)),
             }
-            f
         }
         Err(e) => return Err(fail("open", &e)),
     };
@@ -343,5 +354,30 @@ mod tests {
             "called while readers still see the old snapshot"
         );
         assert_eq!(std::fs::read(&snap).unwrap(), v3);
+    }
+
+    /// Writers racing into a fresh directory all get the lock (issue 22, item 9: "cannot
+    /// create ...hosts.snap.lock: File exists" before).
+    #[test]
+    fn writers_racing_to_create_the_lock_all_get_it() {
+        for round in 0..40u64 {
+            let (_d, snap) = dir();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4u8)
+                .map(|k| {
+                    let (snap, barrier) = (snap.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        install(&snap, &tiny("ec2", 100 + round, k + 1))
+                    })
+                })
+                .collect();
+            for t in threads {
+                match t.join().unwrap() {
+                    Ok(_) | Err(NotInstalled::Rollback(..)) => {}
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+        }
     }
 }

@@ -83,6 +83,19 @@ pub(super) fn accounts(
                 format!("{arn:?} is not a role ARN (arn:aws:iam::ACCOUNT:role/NAME, ACCOUNT of 12 digits)"),
             ));
         }
+        if let Some(id) = a
+            .external_id
+            .as_deref()
+            .filter(|id| !(2..=1224).contains(&id.chars().count()))
+        {
+            return Err(at(
+                key("external_id"),
+                format!(
+                    "is {} characters: STS takes 2 to 1224, and every AssumeRole would fail",
+                    id.chars().count()
+                ),
+            ));
+        }
         if a.external_id.is_some() && a.role_arn.is_none() {
             return Err(at(
                 key("external_id"),

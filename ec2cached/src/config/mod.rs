@@ -201,7 +201,7 @@ impl Config {
         }
         let dns_listen = raw.dns.map(dns::listen).transpose()?.unwrap_or_default();
         let zones = names::zones(raw.zone)?;
-        let names = names::names(raw.name, &zones)?;
+        let names = names::names(raw.name, &zones, &domain)?;
         let accounts = accounts::accounts(raw.account, &regions, &zones)?;
         let account_labels: Vec<String> = accounts.iter().filter_map(|a| a.label.clone()).collect();
         across::names_are_not_labels(&names, &account_labels, &domain)?;

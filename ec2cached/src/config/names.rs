@@ -2,7 +2,7 @@
 //! `address`, `[[zone]]` and `[[name]]`.
 
 use super::{across, at, Checked};
-use nss_ec2_snapshot::fleet::{label, AddressChoice, AndName, Condition, Zone, ZoneKey};
+use nss_ec2_snapshot::fleet::{label, AddressChoice, AndName, Condition, Zone, ZoneKey, ASG_TAG};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -92,8 +92,15 @@ pub(super) fn service_tag(tag: Option<String>) -> Checked<String> {
     Ok(tag)
 }
 
-/// `security_groups`: no empty name.
+/// `security_groups`: at least one, no empty name.
 pub(super) fn security_groups(groups: Option<Vec<String>>) -> Checked<Option<Vec<String>>> {
+    if groups.as_ref().is_some_and(Vec::is_empty) {
+        return Err(at(
+            "security_groups",
+            "lists no group: no instance would be read and every name would go (leave it out \
+             for every group)",
+        ));
+    }
     if groups
         .as_ref()
         .is_some_and(|g| g.iter().any(String::is_empty))
@@ -132,7 +139,10 @@ pub(super) fn zones(list: Option<Vec<RawZone>>) -> Checked<Vec<Zone>> {
                 )
             })?,
         };
-        if zones.iter().any(|o| o.key == key && o.under == under) {
+        if zones
+            .iter()
+            .any(|o| same_key(&o.key, &key) && o.under == under)
+        {
             return Err(at(
                 &key_at,
                 format!(
@@ -150,9 +160,23 @@ pub(super) fn zones(list: Option<Vec<RawZone>>) -> Checked<Vec<Zone>> {
     Ok(zones)
 }
 
+/// Whether two zone keys read the same value: `asg` is the tag `aws:autoscaling:groupName`.
+fn same_key(a: &ZoneKey, b: &ZoneKey) -> bool {
+    let tag = |k: &ZoneKey| match k {
+        ZoneKey::Asg => Some(ASG_TAG.to_string()),
+        ZoneKey::Tag(t) => Some(t.clone()),
+        _ => None,
+    };
+    a == b || (tag(a).is_some() && tag(a) == tag(b))
+}
+
 /// `[[name]]`: names made of labels whose first is not all digits, each with at least one
 /// condition, each once, none a zone's `under`.
-pub(super) fn names(list: Option<Vec<RawName>>, zones: &[Zone]) -> Checked<Vec<AndName>> {
+pub(super) fn names(
+    list: Option<Vec<RawName>>,
+    zones: &[Zone],
+    domain: &str,
+) -> Checked<Vec<AndName>> {
     let mut names: Vec<AndName> = Vec::new();
     for (i, n) in list.unwrap_or_default().into_iter().enumerate() {
         let name_at = format!("name[{i}].name");
@@ -163,6 +187,16 @@ pub(super) fn names(list: Option<Vec<RawName>>, zones: &[Zone]) -> Checked<Vec<A
                 &name_at,
                 format!(
                     "{:?} is not name labels ([a-z0-9-], 1 to 63 each) joined by dots",
+                    n.name
+                ),
+            ));
+        }
+        if name == domain || name.ends_with(&format!(".{domain}")) {
+            return Err(at(
+                &name_at,
+                format!(
+                    "{:?} ends in the domain {domain:?}: a name is written without it (it would \
+                     be {name}.{domain})",
                     n.name
                 ),
             ));

@@ -47,15 +47,25 @@ impl Timing {
 }
 
 /// A list of region names under `key` (`regions`, `account[0].regions`): no empty name, no
-/// blank in one.
+/// blank in one, none twice (it would be swept twice).
 pub(super) fn regions(list: Vec<String>, key: &str) -> Checked<Vec<String>> {
-    match list
+    if let Some(r) = list
         .iter()
         .find(|r| r.is_empty() || r.contains(char::is_whitespace))
     {
-        Some(r) => Err(at(key, format!("{r:?} is not a region name"))),
-        None => Ok(list),
+        return Err(at(key, format!("{r:?} is not a region name")));
     }
+    if let Some((i, r)) = list
+        .iter()
+        .enumerate()
+        .find(|(i, r)| list[..*i].contains(r))
+    {
+        return Err(at(
+            format!("{key}[{i}]"),
+            format!("{r:?} is listed twice: it would be swept twice"),
+        ));
+    }
+    Ok(list)
 }
 
 /// `snapshot`: a file path.

@@ -342,3 +342,65 @@ fn zones_names_and_accounts_that_would_clash_are_refused() {
     assert_eq!(ok.rules.account_labels, ["prod"]);
     assert_eq!(ok.rules.zones, [Zone::default_zone()]);
 }
+
+/// Configs that parsed before and surprised at run time (issue 22, item 17): each refused, the
+/// entry and key named.
+#[test]
+fn configs_that_would_surprise_are_refused_with_the_key() {
+    let refused = |text: &str, key: &str, what: &str| {
+        let e = parse(text).unwrap_err();
+        assert!(e.starts_with(&format!("/etc/x.toml: key `{key}`: ")), "{e}");
+        assert!(e.contains(what), "{e}");
+    };
+    refused("security_groups = []", "security_groups", "lists no group");
+    refused(
+        "[[name]]\nname = \"pg.tphon.ec2\"\nmatch = [\"tag:role=pg\"]",
+        "name[0].name",
+        "ends in the domain \"ec2\"",
+    );
+    refused(
+        "domain = \"corp\"\n[[name]]\nname = \"corp\"\nmatch = [\"tag:role=pg\"]",
+        "name[0].name",
+        "ends in the domain",
+    );
+    refused(
+        "regions = [\"us-east-1\", \"eu-west-1\", \"us-east-1\"]",
+        "regions[2]",
+        "\"us-east-1\" is listed twice",
+    );
+    refused(
+        "[[account]]\nregions = [\"us-east-1\", \"us-east-1\"]",
+        "account[0].regions[1]",
+        "listed twice",
+    );
+    let arn = "arn:aws:iam::111122223333:role/r";
+    refused(
+        &format!("[[account]]\nrole_arn = \"{arn}\"\nexternal_id = \"x\""),
+        "account[0].external_id",
+        "is 1 characters: STS takes 2 to 1224",
+    );
+    refused(
+        &format!(
+            "[[account]]\nrole_arn = \"{arn}\"\nexternal_id = \"{}\"",
+            "x".repeat(1225)
+        ),
+        "account[0].external_id",
+        "STS takes 2 to 1224",
+    );
+    refused(
+        "[[zone]]\nkey = \"asg\"\nunder = \"g\"\n[[zone]]\nkey = \"tag:aws:autoscaling:groupName\"\nunder = \"g\"",
+        "zone[1].key",
+        "listed twice",
+    );
+    // Their good neighbours still parse.
+    for ok in [
+        "security_groups = [\"tphon\"]",
+        "[[name]]\nname = \"pg.tphon\"\nmatch = [\"tag:role=pg\"]",
+        "[[name]]\nname = \"ec2x.tphon\"\nmatch = [\"tag:role=pg\"]",
+        "regions = [\"us-east-1\", \"eu-west-1\"]",
+        &format!("[[account]]\nrole_arn = \"{arn}\"\nexternal_id = \"xy\""),
+        "[[zone]]\nkey = \"asg\"\nunder = \"g\"\n[[zone]]\nkey = \"tag:aws:autoscaling:groupName\"\nunder = \"h\"",
+    ] {
+        assert!(parse(ok).is_ok(), "{ok}: {:?}", parse(ok));
+    }
+}
