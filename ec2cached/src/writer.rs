@@ -4,9 +4,8 @@
 //! snapshot stays byte-for-byte as it was.
 
 use crate::leaf::clock::{now, utc};
-use crate::leaf::files::{remove_stale_temps_of, write_atomic_and};
+use crate::leaf::files::{lock_file, remove_stale_temps_of, write_atomic_and};
 use crate::leaf::ledger::status_path;
-use nix::errno::Errno;
 use nss_ec2_snapshot::Snapshot;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,83 +34,10 @@ pub const CLOCK_SLACK_SECS: u64 = 300;
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Takes `<snapshot>.lock`, the lock every writer of the snapshot holds while it compares and
-/// replaces. A new lock file is the state directory owner's, mode 0600 (root makes it so when it
-/// creates it), so no other account can open it and stall the daemon; it is opened without
-/// following a symlink, without blocking on a FIFO, refused if it is not a regular file with one
-/// link, and waited for at most [`LOCK_WAIT`] (the caller's thread sleeps meanwhile: a daemon
-/// serves SIGTERM after at most that long).
+/// replaces ([`lock_file`]), waiting at most [`LOCK_WAIT`] (the caller's thread sleeps
+/// meanwhile: a daemon serves SIGTERM after at most that long).
 fn lock_writers(snapshot: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, NotInstalled> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let lock = lock_path(snapshot);
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        NotInstalled::Io(format!("cannot {what} {}: {e}", lock.display()))
-    };
-    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
-    // An existing lock is opened read-only (enough for flock), so its owner and mode need not be
-    // ours; a new one is made mode 0600, and root hands the one it made to the state
-    // directory's owner (the daemon's account). A lock someone else made is never chowned or
-    // chmodded.
-    let open_existing = || {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(&lock)
-    };
-    let file = match open_existing() {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let created = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(flags)
-                .open(&lock);
-            match created {
-                Ok(f) => {
-                    let dir = lock
-                        .parent()
-                        .filter(|d| !d.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."));
-                    if let Ok(d) = std::fs::metadata(dir) {
-                        if nix::unistd::geteuid().is_root() && d.uid() != 0 {
-                            std::os::unix::fs::fchown(&f, Some(d.uid()), Some(d.gid()))
-                                .map_err(|e| fail("chown", &e))?;
-                        }
-                    }
-                    f
-                }
-                // Another writer made it between our two opens (first boot: configuration
-                // management's `install` beside the daemon): use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    open_existing().map_err(|e| fail("open", &e))?
-                }
-                Err(e) => return Err(fail("create", &e)),
-            }
-        }
-        Err(e) => return Err(fail("open", &e)),
-    };
-    let meta = file.metadata().map_err(|e| fail("stat", &e))?;
-    if !meta.is_file() || meta.nlink() != 1 {
-        return Err(fail("use", &"not a regular file with one link"));
-    }
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    let mut file = file;
-    loop {
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(held) => return Ok(held),
-            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if std::time::Instant::now() < deadline => {
-                file = f;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(fail(
-                    "lock",
-                    &format!("another writer has held it for {} s", LOCK_WAIT.as_secs()),
-                ))
-            }
-            Err((_, e)) => return Err(fail("lock", &e)),
-        }
-    }
+    lock_file(&lock_path(snapshot), LOCK_WAIT).map_err(NotInstalled::Io)
 }
 
 /// What [`install`] did.

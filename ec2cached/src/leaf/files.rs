@@ -40,6 +40,82 @@ pub fn write_atomic_and(
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Takes the lock file `lock` exclusively (flock). A new lock file is the state directory owner's, mode 0600 (root makes it so when it
+/// creates it), so no other account can open it and stall the daemon; it is opened without
+/// following a symlink, without blocking on a FIFO, refused if it is not a regular file with one
+/// link, and waited for at most `wait` (the caller's thread sleeps meanwhile).
+pub fn lock_file(lock: &Path, wait: Duration) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| format!("cannot {what} {}: {e}", lock.display());
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+    // An existing lock is opened read-only (enough for flock), so its owner and mode need not be
+    // ours; a new one is made mode 0600, and root hands the one it made to the state
+    // directory's owner (the daemon's account). A lock someone else made is never chowned or
+    // chmodded.
+    let open_existing = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(lock)
+    };
+    let file = match open_existing() {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(flags)
+                .open(lock);
+            match created {
+                Ok(f) => {
+                    let dir = lock
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    if let Ok(d) = std::fs::metadata(dir) {
+                        if nix::unistd::geteuid().is_root() && d.uid() != 0 {
+                            std::os::unix::fs::fchown(&f, Some(d.uid()), Some(d.gid()))
+                                .map_err(|e| fail("chown", &e))?;
+                        }
+                    }
+                    f
+                }
+                // Another writer made it between our two opens (first boot: configuration
+                // management's `install` beside the daemon): use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    open_existing().map_err(|e| fail("open", &e))?
+                }
+                Err(e) => return Err(fail("create", &e)),
+            }
+        }
+        Err(e) => return Err(fail("open", &e)),
+    };
+    let meta = file.metadata().map_err(|e| fail("stat", &e))?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(fail("use", &"not a regular file with one link"));
+    }
+    let deadline = std::time::Instant::now() + wait;
+    let mut file = file;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(held) => return Ok(held),
+            Err((f, Errno::EWOULDBLOCK | Errno::EINTR)) if std::time::Instant::now() < deadline => {
+                file = f;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(fail(
+                    "lock",
+                    &format!("another writer has held it for {} s", wait.as_secs()),
+                ))
+            }
+            Err((_, e)) => return Err(fail("lock", &e)),
+        }
+    }
+}
+
 pub(crate) fn temp_prefix(path: &Path) -> String {
     format!(
         ".{}.",

@@ -1,7 +1,7 @@
 //! The status ledger: what the last polls, uploads and follow checks did, kept in
 //! `<snapshot>.status` for `ec2cached status`, the metrics and the facts.
 
-use crate::leaf::files::write_atomic;
+use crate::leaf::files::{lock_file, write_atomic};
 use crate::leaf::outcome::Reason;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -77,7 +77,20 @@ impl Status {
 
     /// Changes the status file: reads it, lets `change` change it, writes it back atomically.
     /// The one way it is written; a failure to write is logged, never fatal.
+    ///
+    /// Writers (the daemon, `refresh`, `install`) take `<snapshot>.status.lock` around the read
+    /// and the write, so that none loses another's update and the `*_total` counters never go
+    /// down (Prometheus would read a reset). A lock that cannot be had within 10 s is logged
+    /// and the update made without it: the ledger is never worth a stuck poll.
     pub fn update<R>(snapshot: &Path, change: impl FnOnce(&mut Status) -> R) -> R {
+        let lock = {
+            let mut s = status_path(snapshot).into_os_string();
+            s.push(".lock");
+            PathBuf::from(s)
+        };
+        let _held = lock_file(&lock, std::time::Duration::from_secs(10))
+            .inspect_err(|e| tracing::warn!("status file: {e}"))
+            .ok();
         let mut st = Status::load(snapshot);
         let r = change(&mut st);
         st.save(snapshot);
@@ -106,5 +119,31 @@ impl Status {
         self.failed(at, why);
         let n = self.poll_failures.entry(reason.label().into()).or_default();
         *n = n.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writers beside each other lose no update (issue 22, item 10).
+    #[test]
+    fn concurrent_updates_all_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("hosts.snap");
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let snap = snap.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..40 {
+                        Status::update(&snap, |st| st.api_requests_total += 1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(Status::load(&snap).api_requests_total, 240);
     }
 }
