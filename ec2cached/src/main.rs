@@ -54,7 +54,8 @@ Exit status:
      installed module reads the snapshot)
   1  a poll, publish, check, install or lookup failed or was refused, or status found a
      problem; the last good snapshot is never replaced by a worse one
-  2  a bad configuration or command line";
+  2  a bad configuration or command line (also `run` with a [follow] that has no url); the
+     packaged unit does not restart on it";
 
 /// `--help`'s description (`-h` shows the one line of Cargo.toml's `description`).
 const LONG_ABOUT: &str = "\
@@ -202,10 +203,8 @@ fn install(cfg: &Config, file: &Path) -> Result<(), String> {
     let unchecked = fleet_unchecked();
     let follow = cfg.follow.as_ref().unwrap_or(&unchecked);
     let cant = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", file.display());
-    let f = std::fs::File::open(file).map_err(|e| cant(&e))?;
-    if !f.metadata().map_err(|e| cant(&e))?.is_file() {
-        return Err(cant(&"not a regular file"));
-    }
+    // A FIFO or a device is refused, not waited on.
+    let f = ec2cached::leaf::files::open_regular(file).map_err(|e| cant(&e))?;
     // No more than the size cap (and one byte to tell that it is over).
     let mut bytes = Vec::new();
     f.take(follow.max_size + 1)
@@ -278,6 +277,16 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
+        Command::Run if cfg.follow.as_ref().is_some_and(|f| f.url.is_none()) => {
+            // A configuration error like those above: exit 2, which the unit does not restart
+            // (RestartPreventExitStatus=2) until the configuration changes.
+            eprintln!(
+                "ec2cached: {}: [follow] has no `url`: `run` has nothing to follow (`ec2cached \
+                 install FILE` installs snapshots shipped by other means)",
+                cfg.file.display()
+            );
+            return ExitCode::from(2);
+        }
         Command::Run => runtime().and_then(|rt| {
             rt.block_on(daemon::run(cfg, || {
                 // Type=notify under systemd; does nothing elsewhere (no NOTIFY_SOCKET).

@@ -34,9 +34,22 @@ pub fn timeouts(api_timeout: u32) -> TimeoutConfig {
         .build()
 }
 
-/// Folds any text (an SDK error chain, a parser message) onto one line.
+/// Folds any text (an SDK error chain, a parser message, what a non-AWS endpoint answered) onto
+/// one line, with every other control character escaped (`\u{1b}`): the line goes to the log,
+/// the status file and terminals.
 pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `scheme://host[:port]` of a request URI: no path, no query (it holds the request), no
@@ -129,6 +142,17 @@ pub fn describe_credentials(c: &CredentialsError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a non-AWS endpoint answers cannot put control characters into the log or the
+    /// status file (issue 22, item 13).
+    #[test]
+    fn control_characters_are_escaped_and_lines_folded() {
+        assert_eq!(
+            one_line("503 Slow\r\n  Down \u{1b}[31mred\u{7}"),
+            "503 Slow Down \\u{1b}[31mred\\u{7}"
+        );
+        assert_eq!(one_line("plain text"), "plain text");
+    }
 
     #[test]
     fn endpoint_is_scheme_and_host_only() {

@@ -116,6 +116,24 @@ pub fn lock_file(lock: &Path, wait: Duration) -> Result<nix::fcntl::Flock<std::f
     }
 }
 
+/// Opens `path` for reading without blocking on a FIFO or a device, and refuses anything but a
+/// regular file. The descriptor is checked, not the path, and it is the one read: nothing can be
+/// swapped in between.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
 pub(crate) fn temp_prefix(path: &Path) -> String {
     format!(
         ".{}.",
@@ -162,5 +180,26 @@ pub fn remove_stale_temps_of(path: &Path) {
         if gone && std::fs::remove_file(e.path()).is_ok() {
             tracing::info!("removed stale temp file {}", e.path().display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ec2cached install FIFO` hung for ever (issue 22, item 11): a FIFO, a directory and a
+    /// device are refused at once; a regular file opens.
+    #[test]
+    fn only_regular_files_are_opened_and_none_is_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("snap.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        for p in [fifo.as_path(), dir.path(), Path::new("/dev/null")] {
+            let e = open_regular(p).unwrap_err();
+            assert_eq!(e.to_string(), "not a regular file", "{}", p.display());
+        }
+        let file = dir.path().join("hosts.snap");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(open_regular(&file).is_ok());
     }
 }

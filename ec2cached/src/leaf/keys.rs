@@ -79,22 +79,30 @@ pub fn keygen(path: &Path) -> Result<String, String> {
 
 /// Reads the poller's signing key; refuses a file that group or others may read.
 pub fn load_signing(path: &Path) -> Result<SigningKey, String> {
+    use std::io::Read;
     let what = || format!("signing key {}", path.display());
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the {}: {e}", what()))?;
-    let mode = meta.permissions().mode() & 0o777;
+    let cant = |e: &dyn std::fmt::Display| format!("cannot read the {}: {e}", what());
+    // One open: the mode checked is the mode of what is read, and a FIFO is refused, not
+    // waited on at start-up.
+    let f = crate::leaf::files::open_regular(path).map_err(|e| cant(&e))?;
+    let mode = f.metadata().map_err(|e| cant(&e))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
             "the {} is readable by group or others (mode {mode:03o}): chmod 600 it",
             what()
         ));
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("cannot read the {}: {e}", what()))?;
-    let seed = text
-        .trim()
-        .strip_prefix(SECRET_PREFIX)
-        .and_then(unhex::<32>)
-        .ok_or_else(|| format!("the {} is not a key written by `ec2cached keygen`", what()))?;
+    // The key's text is wiped when dropped, as the key itself is.
+    let mut text = zeroize::Zeroizing::new(String::new());
+    f.take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| cant(&e))?;
+    let seed = zeroize::Zeroizing::new(
+        text.trim()
+            .strip_prefix(SECRET_PREFIX)
+            .and_then(unhex::<32>)
+            .ok_or_else(|| format!("the {} is not a key written by `ec2cached keygen`", what()))?,
+    );
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -221,5 +229,26 @@ mod tests {
         assert!(parse_public("ed25519:zz").is_err());
         assert!(parse_public(&format!("ed25519:{}", "00".repeat(32))).is_err());
         assert!(parse_public(&format!("rsa:{}", "00".repeat(32))).is_err());
+    }
+
+    /// A signing key that is a FIFO is refused at once, not waited on (issue 22, item 11).
+    #[test]
+    fn a_fifo_in_place_of_the_key_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || tx.send(load_signing(&p)).unwrap());
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("load_signing waited on a FIFO");
+        let e = r.unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        // Unblock a reader the old code left waiting, so the test process can end.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path);
     }
 }

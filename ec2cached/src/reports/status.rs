@@ -9,7 +9,11 @@ use nss_ec2_snapshot::Snapshot;
 use std::fmt::Write;
 
 fn when(t: u64, now: u64) -> String {
-    format!("{} ({} s ago)", utc(t), now.saturating_sub(t))
+    if t > now {
+        // A poller's clock, or this host's, is wrong: say so rather than "0 s ago".
+        return format!("{} ({} s in the future)", utc(t), t - now);
+    }
+    format!("{} ({} s ago)", utc(t), now - t)
 }
 
 /// What `ec2cached status` says, and whether everything is healthy (a usable snapshot, the
@@ -238,6 +242,17 @@ pub fn module_line(m: Module, version: u32) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sweep stamped ahead of this host's clock is said to be in the future, not "0 s ago"
+    /// (issue 22, item 13).
+    #[test]
+    fn a_time_ahead_of_the_clock_is_said_to_be_in_the_future() {
+        assert_eq!(when(1_000, 1_030), "1970-01-01T00:16:40Z (30 s ago)");
+        assert_eq!(
+            when(1_090, 1_030),
+            "1970-01-01T00:18:10Z (60 s in the future)"
+        );
+    }
 
     #[test]
     fn module_line_warns_only_when_the_module_cannot_read_the_format() {

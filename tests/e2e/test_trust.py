@@ -1,0 +1,39 @@
+"""Issue 22: the feed and its operations, through the real binary.
+
+Each test failed on the code before the fix it names.
+"""
+
+import subprocess
+
+from conftest import EC2CACHED, ROOT
+
+
+def test_run_without_a_follow_url_is_a_configuration_error_the_unit_does_not_restart(tmp_path):
+    """`[follow]` without `url` made `run` exit 1, and systemd restarted it every 5 s for ever.
+    Now it is exit 2, a configuration error, which the unit does not restart."""
+    cfg = tmp_path / "ec2cached.toml"
+    cfg.write_text(f'snapshot = "{tmp_path}/hosts.snap"\n[follow]\n')
+    r = subprocess.run([EC2CACHED, "--config", str(cfg), "run"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "[follow] has no `url`" in r.stderr and str(cfg) in r.stderr, r.stderr
+    unit = (ROOT / "debian" / "ec2cached.service").read_text().splitlines()
+    assert "RestartPreventExitStatus=2" in unit
+    assert "Restart=on-failure" in unit
+    # `install` on such a host is still what it is for.
+    r = subprocess.run([EC2CACHED, "--config", str(cfg), "install", "/dev/null"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "not a regular file" in r.stderr, r.stderr
+
+
+def test_install_of_a_fifo_is_refused_at_once(tmp_path):
+    """`ec2cached install FIFO` hung for ever: it opened the file before checking its type."""
+    import os
+    fifo = tmp_path / "snap.fifo"
+    os.mkfifo(fifo)
+    cfg = tmp_path / "ec2cached.toml"
+    cfg.write_text(f'snapshot = "{tmp_path}/hosts.snap"\n')
+    r = subprocess.run([EC2CACHED, "--config", str(cfg), "install", str(fifo)], capture_output=True,
+                       text=True, timeout=20)
+    assert r.returncode == 1, r
+    assert r.stderr.strip() == f"ec2cached: cannot read {fifo}: not a regular file", r.stderr
