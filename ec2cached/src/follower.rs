@@ -23,16 +23,19 @@ pub struct Verdict {
     basis: Basis,
 }
 
-/// What a verdict rests on: whether the same object, unchanged, would get it again.
+/// What a verdict rests on, and so when the same object, unchanged, would get it again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Basis {
-    /// The object's bytes alone (size, signature, damage, domain).
+    /// The object's bytes alone (size, signature, damage, domain): always.
     Bytes,
-    /// Its sweep is past its max_age, and time only moves forward.
-    Expiry,
-    /// This host's clock (a sweep in its future), which may be set right.
-    Clock,
-    /// This host: the installed snapshot (a rollback), its disk, or S3.
+    /// Its sweep is past its max_age: while this host's clock says so (a clock that ran ahead
+    /// and was set back ends it).
+    Expiry { generated: u64, max_age: u64 },
+    /// Its sweep is ahead of this host's clock: while it still is.
+    Clock { generated: u64 },
+    /// Older than the installed snapshot of that sweep: while that one is installed.
+    Installed { sweep: u64 },
+    /// This host (its disk, S3): decided again at the next check.
     Here,
 }
 
@@ -45,11 +48,18 @@ impl Verdict {
         }
     }
 
-    /// True when the same object (a 304) keeps this verdict without another download: it was
-    /// installed, or refused for what it is; a verdict that depends on this host's clock or on
-    /// the installed snapshot is made again.
-    pub fn lasting(&self) -> bool {
-        self.outcome.good() || matches!(self.basis, Basis::Bytes | Basis::Expiry)
+    /// True when the same object (a 304) gets this verdict again at `now`, with the snapshot of
+    /// sweep `installed` in place: it was installed, refused for what it is, or refused for a
+    /// reason that has not changed since. Then it is not downloaded again; otherwise it is.
+    pub fn holds(&self, now: u64, installed: Option<u64>) -> bool {
+        self.outcome.good()
+            || match self.basis {
+                Basis::Bytes => true,
+                Basis::Expiry { generated, max_age } => now.saturating_sub(generated) > max_age,
+                Basis::Clock { generated } => generated > now.saturating_add(CLOCK_SLACK_SECS),
+                Basis::Installed { sweep } => installed == Some(sweep),
+                Basis::Here => false,
+            }
     }
 }
 
@@ -102,7 +112,10 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
         // an emptied state directory) once it has expired: it would answer UNAVAIL anyway.
         return Verdict::new(
             Outcome::RefusedRollback,
-            Basis::Expiry,
+            Basis::Expiry {
+                generated: h.generated_unix,
+                max_age: u64::from(h.max_age_secs),
+            },
             format!(
                 "expired: its sweep ({}) is {age} s old, more than its max_age ({} s)",
                 utc(h.generated_unix),
@@ -113,7 +126,9 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     if h.generated_unix > now().saturating_add(CLOCK_SLACK_SECS) {
         return Verdict::new(
             Outcome::RefusedCorrupt,
-            Basis::Clock,
+            Basis::Clock {
+                generated: h.generated_unix,
+            },
             format!(
                 "its sweep ({}) is more than {CLOCK_SLACK_SECS}s in this host's future: a \
                  poller's clock, or this host's, is wrong",
@@ -133,9 +148,11 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
                 h.instances
             ),
         ),
-        Err(e @ NotInstalled::Rollback(..)) => {
-            Verdict::new(Outcome::RefusedRollback, Basis::Here, e.to_string())
-        }
+        Err(e @ NotInstalled::Rollback(sweep, _)) => Verdict::new(
+            Outcome::RefusedRollback,
+            Basis::Installed { sweep },
+            e.to_string(),
+        ),
         Err(NotInstalled::Io(e)) => Verdict::new(Outcome::Error, Basis::Here, e),
     }
 }
@@ -214,6 +231,17 @@ impl Follower {
         if installed.is_none() && self.refused.is_none() {
             self.etag = None;
         }
+        // A refusal that no longer holds (this host's clock was set right, another snapshot was
+        // installed): fetch the object again and decide again.
+        let installed_sweep = installed.map(|h| h.generated_unix);
+        if self
+            .refused
+            .as_ref()
+            .is_some_and(|v| !v.holds(started, installed_sweep))
+        {
+            self.etag = None;
+            self.refused = None;
+        }
         let got = self.object.get(self.etag.as_deref(), follow.max_size).await;
         let verdict = match got {
             Ok(Got::Unchanged) => match &self.refused {
@@ -252,10 +280,12 @@ impl Follower {
             }
             Ok(Got::Object { etag, body }) => {
                 let v = check_and_install(cfg, follow, &body);
-                // Remember the object when its verdict stands: installed, or refused for what
-                // it is. Otherwise (a local failure, a rollback or clock verdict) read it again.
-                self.etag = v.lasting().then_some(etag);
-                self.refused = (!v.outcome.good() && v.lasting()).then(|| v.clone());
+                // Remember the object while its verdict holds (installed, or refused for a
+                // reason that stands), so that the next checks do not download it again;
+                // otherwise (a local failure) read it again.
+                let keep = v.holds(now(), installed_sweep);
+                self.etag = keep.then_some(etag);
+                self.refused = (!v.outcome.good() && keep).then(|| v.clone());
                 v
             }
             Err(e) => Verdict::new(Outcome::Error, Basis::Here, e),
@@ -424,27 +454,36 @@ mod tests {
         assert!(!cfg.snapshot.exists());
     }
 
-    /// Which verdicts a 304 keeps without a new download: those that rest on the object's
-    /// bytes, or on its expiry; not those that rest on this host's clock or its installed
-    /// snapshot.
+    /// Which verdicts a 304 keeps without a new download, and until when (issue 22, items 6
+    /// and 7): for what the object is, always; expired, while this host's clock says so (one
+    /// that ran ahead and is set back decides again); future-dated, while it still is; older
+    /// than the installed snapshot, while that one is installed; a local failure, never.
     #[test]
-    fn a_verdict_lasts_when_it_rests_on_the_object_alone() {
+    fn a_verdict_holds_while_what_it_rests_on_does() {
         let good = SigningKey::from_bytes(&[1; 32]);
         let (_dir, cfg, follow) = setup(&[&good]);
         let signed = |bytes: &[u8]| keys::sign(&good, bytes).unwrap();
+        let t = now();
         let unsigned = check_and_install(&cfg, &follow, &snap("ec2", 100, 1));
         assert_eq!(unsigned.outcome, Outcome::RefusedSignature);
-        assert!(unsigned.lasting());
+        assert!(unsigned.holds(t, None) && unsigned.holds(0, Some(5)));
         let other = check_and_install(&cfg, &follow, &signed(&snap("x", 100, 1)));
         assert_eq!(
-            (other.outcome, other.lasting()),
+            (other.outcome, other.holds(t, None)),
             (Outcome::RefusedDomain, true)
         );
-        let future = check_and_install(&cfg, &follow, &signed(&snap("ec2", now() + 3600, 1)));
+
+        let ahead = t + 3600;
+        let future = check_and_install(&cfg, &follow, &signed(&snap("ec2", ahead, 1)));
         assert_eq!(
-            (future.outcome, future.lasting()),
-            (Outcome::RefusedCorrupt, false)
+            (future.outcome, future.holds(t, None)),
+            (Outcome::RefusedCorrupt, true)
         );
+        assert!(
+            !future.holds(ahead, None),
+            "once the clock catches up: decided again"
+        );
+
         let expired = {
             let table = nss_ec2_snapshot::fleet::build(&[], &cfg.rules).table;
             let meta = nss_ec2_snapshot::Meta {
@@ -455,20 +494,37 @@ mod tests {
             };
             check_and_install(&cfg, &follow, &signed(&table.encode(&meta).unwrap()))
         };
-        assert_eq!(
-            (expired.outcome, expired.lasting()),
-            (Outcome::RefusedRollback, true)
-        );
+        assert_eq!(expired.outcome, Outcome::RefusedRollback);
         assert!(expired.why.starts_with("expired: "), "{}", expired.why);
+        assert!(expired.holds(t, None));
+        assert!(
+            !expired.holds(150, None),
+            "a clock that ran ahead, set back: decided again"
+        );
+
         let installed = check_and_install(&cfg, &follow, &signed(&snap("ec2", 200, 1)));
         assert_eq!(
-            (installed.outcome, installed.lasting()),
+            (installed.outcome, installed.holds(t, None)),
             (Outcome::Installed, true)
         );
         let older = check_and_install(&cfg, &follow, &signed(&snap("ec2", 150, 1)));
+        assert_eq!(older.outcome, Outcome::RefusedRollback);
+        assert!(
+            older.holds(t, Some(200)),
+            "while the sweep of 200 is installed"
+        );
+        assert!(
+            !older.holds(t, None) && !older.holds(t, Some(100)),
+            "once it is not"
+        );
+
+        // A local failure (here: the snapshot's path is a directory) is decided again.
+        std::fs::remove_file(&cfg.snapshot).unwrap();
+        std::fs::create_dir(&cfg.snapshot).unwrap();
+        let failed = check_and_install(&cfg, &follow, &signed(&snap("ec2", 300, 1)));
         assert_eq!(
-            (older.outcome, older.lasting()),
-            (Outcome::RefusedRollback, false)
+            (failed.outcome, failed.holds(t, None)),
+            (Outcome::Error, false)
         );
     }
 }

@@ -443,6 +443,35 @@ def test_a_running_follower_refuses_bad_objects_and_says_so_until_a_good_one_com
     assert set(codes.values()) == {0}, codes
 
 
+
+def test_a_running_follower_does_not_download_a_refused_object_again(world, tmp_path, trap, daemons):
+    """Issue 22, item 7: an older object put back in S3 is refused (rollback), and while the
+    installed snapshot it is older than stays, the next checks are conditional GETs answered 304:
+    requests go on, downloaded bytes do not grow. A newer sweep is installed as before."""
+    f = make_follower(tmp_path, "follower", world.url, trap, [world.poller.pub])
+    g1 = world.publish()
+    daemons.start(f)
+    assert answer_times([f], [world.ip[world.on]], 20), f.log()
+    world.move()
+    g2 = world.publish()
+    assert wait_for(lambda: f.snapshot.read_bytes() == g2, 15), f.log()[-1500:]
+    world.bucket.put(g1)
+    assert wait_for(lambda: f.outcome() == "refused_rollback", 15), (f.status_file(), f.log()[-1500:])
+    before = f.status_file()
+    time.sleep(3.5)  # three more checks of the same object
+    after = f.status_file()
+    assert after["follow_outcome"] == "refused_rollback", after
+    assert after["s3_requests"] >= before["s3_requests"] + 2, (before, after)
+    assert after["s3_bytes"] == before["s3_bytes"], "the refused object was downloaded again"
+    assert f.snapshot.read_bytes() == g2
+    want = world.move()
+    g3 = world.publish()
+    assert answer_times([f], [want], 15), f.log()[-1500:]
+    assert f.snapshot.read_bytes() == g3
+    codes = daemons.stop_all()
+    assert set(codes.values()) == {0}, codes
+
+
 # 4. Two pollers on one object.
 
 def test_two_pollers_racing_never_put_an_older_sweep_over_a_newer_one(fleet, bucket, tmp_path, moto_url,
