@@ -7,7 +7,7 @@ use crate::follower::Follower;
 use crate::leaf::clock::now;
 use crate::leaf::outcome::{Failed, Outcome, Reason};
 use crate::poller::ec2::Source;
-use crate::poller::publish_sweep;
+use crate::poller::publish_sweep_blocking;
 use crate::poller::upload::Publisher;
 use crate::writer::remove_stale_temps;
 use std::time::Duration;
@@ -97,7 +97,7 @@ pub async fn cycle(
             Err(f) => Err(f),
         },
     };
-    let published = publish_sweep(cfg, started, swept, publisher.as_deref())?;
+    let published = publish_sweep_blocking(cfg, started, swept, publisher.as_deref()).await?;
     let stats = published.stats;
     tracing::info!(
         instances = stats.instances,

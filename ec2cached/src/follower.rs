@@ -279,7 +279,14 @@ impl Follower {
                 v
             }
             Ok(Got::Object { etag, body }) => {
-                let v = check_and_install(cfg, follow, &body);
+                // On tokio's blocking pool: the install may wait for the writers' lock (up to
+                // 10 s), and the runtime goes on serving signals meanwhile.
+                let (c, f) = (cfg.clone(), follow.clone());
+                let v = tokio::task::spawn_blocking(move || check_and_install(&c, &f, &body))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Verdict::new(Outcome::Error, Basis::Here, format!("the install task failed: {e}"))
+                    });
                 // Remember the object while its verdict holds (installed, or refused for a
                 // reason that stands), so that the next checks do not download it again;
                 // otherwise (a local failure) read it again.

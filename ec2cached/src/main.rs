@@ -288,10 +288,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Command::Run => runtime().and_then(|rt| {
-            rt.block_on(daemon::run(cfg, || {
+            let r = rt.block_on(daemon::run(cfg, || {
                 // Type=notify under systemd; does nothing elsewhere (no NOTIFY_SOCKET).
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-            }))
+            }));
+            // An install still waiting for the writers' lock is not waited for: the exit
+            // releases what it holds, and its temp file is removed as stale at the next start.
+            rt.shutdown_background();
+            r
         }),
         Command::Refresh { from_file } => {
             let r = refresh(&cfg, from_file.as_ref());

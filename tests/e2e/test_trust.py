@@ -37,3 +37,36 @@ def test_install_of_a_fifo_is_refused_at_once(tmp_path):
                        text=True, timeout=20)
     assert r.returncode == 1, r
     assert r.stderr.strip() == f"ec2cached: cannot read {fifo}: not a regular file", r.stderr
+
+
+def test_sigterm_is_served_while_a_publish_waits_for_the_writers_lock(fleet, host):
+    """Issue 22, item 12: the daemon waited for the writers' lock (up to 10 s, another writer
+    beside it) on its only runtime thread, and SIGTERM waited with it. Now the wait is off the
+    runtime: the daemon exits at once, cleanly, and the lock holder's snapshot is untouched."""
+    import fcntl
+    import signal
+    import time
+
+    fleet.launch(tags={"services": "redis"})
+    host.configure(interval=1)
+    lock = open(f"{host.snapshot}.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    d = subprocess.Popen([EC2CACHED, "--config", str(host.config), "run"], env=host.env(),
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        # The first sweep of moto is quick; then the publish waits for the lock.
+        time.sleep(2)
+        assert d.poll() is None
+        sent = time.monotonic()
+        d.send_signal(signal.SIGTERM)
+        code = d.wait(timeout=15)
+        took = time.monotonic() - sent
+    finally:
+        if d.poll() is None:
+            d.kill()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    err = d.stderr.read()
+    assert code == 0, err
+    assert took < 3, f"SIGTERM took {took:.1f} s to be served: {err[-1500:]}"
+    assert not host.snapshot.exists(), "nothing was published under another writer's lock"

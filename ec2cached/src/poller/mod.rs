@@ -38,3 +38,24 @@ pub fn publish_sweep(
 ) -> Result<Published, Failed> {
     publish_and_record(cfg, started, swept, publisher.map(Publisher::key))
 }
+
+/// [`publish_sweep`] on a thread of tokio's blocking pool, for the daemon: the writers' lock may
+/// be waited for (up to 10 s, another writer beside the daemon), and meanwhile the runtime goes
+/// on serving SIGTERM and SIGHUP.
+pub async fn publish_sweep_blocking(
+    cfg: &Config,
+    started: u64,
+    swept: Result<Sweep, Failed>,
+    publisher: Option<&Publisher>,
+) -> Result<Published, Failed> {
+    let cfg = cfg.clone();
+    let key = publisher.map(|p| p.key().clone());
+    tokio::task::spawn_blocking(move || publish_and_record(&cfg, started, swept, key.as_ref()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(Failed::new(
+                crate::leaf::outcome::Reason::Publish,
+                format!("the publish task failed: {e}"),
+            ))
+        })
+}
