@@ -509,12 +509,20 @@ impl<'a> Snapshot<'a> {
                 "file length differs from the header (truncated or growing)",
             ));
         }
+        // The signed bytes end where a signature trailer begins (signed.rs: its place is in
+        // header bytes 136..144, zero when unsigned): no section or domain may run into it, or
+        // bytes no signature covers would be read as names.
+        let data_end = match (r32(136) as usize, r32(140) as usize) {
+            (0, 0) => bytes.len(),
+            (off, len) if off >= HEADER_LEN && off.checked_add(len) == Some(bytes.len()) => off,
+            _ => return Err(Corrupt("signature trailer is not at the end of the file")),
+        };
         let mut sections = [Section { off: 0, len: 0 }; N_SECTIONS];
         for (k, s) in sections.iter_mut().enumerate() {
             let off = r32(SECTIONS_AT + k * 8) as usize;
             let len = r32(SECTIONS_AT + k * 8 + 4) as usize;
             let end = off.checked_add(len).ok_or(Corrupt("section overflows"))?;
-            if off < HEADER_LEN || end > bytes.len() || !len.is_multiple_of(RECORD[k]) {
+            if off < HEADER_LEN || end > data_end || !len.is_multiple_of(RECORD[k]) {
                 return Err(Corrupt("section out of bounds"));
             }
             *s = Section { off, len };
@@ -539,6 +547,7 @@ impl<'a> Snapshot<'a> {
         let (doff, dlen) = (r32(40) as usize, r32(44) as usize);
         let domain = doff
             .checked_add(dlen)
+            .filter(|&end| end <= data_end)
             .and_then(|end| bytes.get(doff..end))
             .ok_or(Corrupt("domain out of bounds"))?;
         if domain.is_empty() || domain.len() > MAX_NAME {

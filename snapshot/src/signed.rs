@@ -172,4 +172,38 @@ mod tests {
         assert!(!same_fleet(&sa, &c));
         assert!(!same_fleet(&sa, b"not a snapshot"));
     }
+
+    /// Issue 22, item 8: a section (or the domain) that runs into the trailer would have bytes
+    /// no signature covers read as names: the parser refuses it, whatever the signature says.
+    #[test]
+    fn no_section_or_domain_may_run_into_the_trailer() {
+        let signed = attach(prepare(&snap(100, 1)).unwrap(), &[7; 32], &[9; 64]);
+        let off = u32::from_le_bytes(signed[AT_OFFSET..AT_OFFSET + 4].try_into().unwrap());
+        let field = |at: usize| u32::from_le_bytes(signed[at..at + 4].try_into().unwrap());
+        // The strings section (records of one byte) grown over the trailer.
+        let strings = (field(64), field(68));
+        let mut bad = signed.clone();
+        let grown = off - strings.0 + TRAILER_LEN as u32;
+        bad[68..72].copy_from_slice(&grown.to_le_bytes());
+        seal_header(&mut bad);
+        assert_eq!(
+            Snapshot::parse(&bad).unwrap_err(),
+            Corrupt("section out of bounds")
+        );
+        // The domain pointed into the trailer.
+        let mut bad = signed.clone();
+        bad[40..44].copy_from_slice(&off.to_le_bytes());
+        bad[44..48].copy_from_slice(&3u32.to_le_bytes());
+        seal_header(&mut bad);
+        assert_eq!(
+            Snapshot::parse(&bad).unwrap_err(),
+            Corrupt("domain out of bounds")
+        );
+        // A trailer place that is not the end of the file.
+        let mut bad = signed.clone();
+        bad[AT_OFFSET..AT_OFFSET + 4].copy_from_slice(&(off - 8).to_le_bytes());
+        seal_header(&mut bad);
+        assert!(Snapshot::parse(&bad).is_err());
+        assert!(Snapshot::parse(&signed).is_ok());
+    }
 }

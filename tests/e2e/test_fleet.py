@@ -472,6 +472,31 @@ def test_a_running_follower_does_not_download_a_refused_object_again(world, tmp_
     assert set(codes.values()) == {0}, codes
 
 
+
+def test_a_poller_says_when_it_replaces_an_object_signed_by_an_unknown_key(world, tmp_path, moto_url):
+    """Issue 22, item 5: two pollers that do not list each other in peer_keys replace each
+    other's objects at every sweep, and followers flap. The one that replaces an object signed
+    by a key it does not know says so at once: a warning, a `status` line, a metric."""
+    world.publish()
+    other = make_poller(tmp_path, moto_url, name="other")
+    with open(other.config, "a") as c:
+        c.write(f'\n[metrics]\ntextfile = "{tmp_path}/other.prom"\n')
+    world.move()
+    r = other.refresh()
+    assert "signed by ed25519:" in r.stderr and "peer_keys" in r.stderr, r.stderr
+    assert world.poller.pub in r.stderr, r.stderr
+    st = other.status_file()
+    assert st["s3_foreign_replaced"] == 1 and st["s3_foreign_key"] == world.poller.pub, st
+    status = other.ec2cached("status").stdout
+    assert "foreign object:" in status and world.poller.pub in status, status
+    prom = (tmp_path / "other.prom").read_text()
+    assert "ec2cached_s3_foreign_objects_replaced_total 1" in prom, prom
+    # Its own object, replaced by its own next sweep, is not foreign.
+    world.move()
+    other.refresh()
+    assert other.status_file()["s3_foreign_replaced"] == 1
+
+
 # 4. Two pollers on one object.
 
 def test_two_pollers_racing_never_put_an_older_sweep_over_a_newer_one(fleet, bucket, tmp_path, moto_url,

@@ -51,6 +51,13 @@ pub struct Status {
     pub s3_bytes: u64,
     /// Poller: the latest pollers' sweep seen in S3 (an older object there was put back).
     pub s3_high_water: u64,
+    /// Poller: objects it replaced that were signed by a key neither its own nor in
+    /// `peer_keys` (another poller that does not list this one?), a running total.
+    pub s3_foreign_replaced: u64,
+    /// The last such key, and when.
+    pub s3_foreign_key: Option<String>,
+    /// When the last such object was replaced.
+    pub s3_foreign_at: Option<u64>,
     /// Poller: failed polls by reason (the metric's `reason` label), running totals.
     pub poll_failures: BTreeMap<String, u64>,
     /// Follower: checks by outcome (the metric's `outcome` label), running totals.

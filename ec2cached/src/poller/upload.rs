@@ -45,6 +45,8 @@ struct Remote {
     etag: String,
     generated: u64,
     body: Vec<u8>,
+    /// Signed by a key that is neither this poller's nor a peer's: that key.
+    foreign: Option<String>,
 }
 
 /// A poller's S3 side: the client and signing key, loaded once.
@@ -67,6 +69,8 @@ pub struct Publisher {
     pending: Option<Vec<u8>>,
     /// When the last sweep was published locally.
     swept_at: Option<std::time::Instant>,
+    /// The key of an object from an unknown signer that the last upload replaced, to record.
+    foreign_replaced: Option<String>,
 }
 
 /// The largest object a poller reads back before deciding (a published object is one of ours).
@@ -88,6 +92,7 @@ impl Publisher {
             high_water: Status::load(&cfg.snapshot).s3_high_water,
             pending: None,
             swept_at: None,
+            foreign_replaced: None,
         })
     }
 
@@ -168,14 +173,20 @@ impl Publisher {
                         etag,
                         generated: 0,
                         body: Vec::new(),
+                        foreign: None,
                     })
                 }
                 Got::Object { etag, body } => {
                     let generated = self.sweep_of(&body);
+                    let foreign = match keys::verify(&body, &self.pollers) {
+                        Err(keys::Refusal::UnknownKey(k)) => Some(k),
+                        _ => None,
+                    };
                     self.remote = Some(Remote {
                         etag,
                         generated,
                         body,
+                        foreign,
                     });
                 }
             }
@@ -198,11 +209,22 @@ impl Publisher {
             };
             match self.object.put(signed.to_vec(), &expect).await? {
                 Put::Stored(etag) => {
+                    if let Some(k) = self.remote.as_ref().and_then(|r| r.foreign.clone()) {
+                        tracing::warn!(
+                            "replaced {}, which was signed by {k}: neither this poller's key \
+                             nor in [publish] peer_keys. If another poller writes this object, \
+                             list each other's keys in peer_keys, or each replaces the other's \
+                             snapshot at every sweep and followers flap",
+                            self.object.url
+                        );
+                        self.foreign_replaced = Some(k);
+                    }
                     self.high_water = self.high_water.max(ours);
                     self.remote = Some(Remote {
                         etag,
                         generated: ours,
                         body: signed.to_vec(),
+                        foreign: None,
                     });
                     return Ok(Uploaded::Uploaded);
                 }
@@ -234,9 +256,15 @@ impl Publisher {
     ) -> Result<Uploaded, String> {
         let result = self.upload(signed).await;
         let high_water = self.high_water;
+        let foreign = self.foreign_replaced.take();
         let object = &mut self.object;
         Status::update(snapshot, |st| {
             object.record(st);
+            if let Some(k) = foreign {
+                st.s3_foreign_replaced = st.s3_foreign_replaced.saturating_add(1);
+                st.s3_foreign_key = Some(k);
+                st.s3_foreign_at = Some(now());
+            }
             st.published_at = Some(now());
             st.s3_high_water = st.s3_high_water.max(high_water);
             match &result {

@@ -156,6 +156,14 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
             "Object bytes received from or sent to S3 (fleet mode).",
             status.s3_bytes,
         );
+        if cfg.publish.is_some() {
+            m.counter(
+                "ec2cached_s3_foreign_objects_replaced_total",
+                "Objects this poller replaced that were signed by a key neither its own nor in \
+                 peer_keys (fleet mode): another poller that does not list this one?",
+                status.s3_foreign_replaced,
+            );
+        }
     }
     let mut out = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&m.0.gather(), &mut out);

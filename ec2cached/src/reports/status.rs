@@ -165,6 +165,17 @@ fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
     if let (Some(o), Some(t)) = (&st.publish_outcome, st.published_at) {
         r.line("last upload", format!("{}: {o}", when(t, now)));
     }
+    if let (Some(k), Some(t)) = (&st.s3_foreign_key, st.s3_foreign_at) {
+        r.line(
+            "foreign object",
+            format!(
+                "replaced {} time(s) an object signed by {k}, neither this poller's key nor in \
+                 peer_keys (last {}): does another poller write it?",
+                st.s3_foreign_replaced,
+                when(t, now)
+            ),
+        );
+    }
     if follower {
         if let Some(t) = st.last_success {
             r.line("good check", when(t, now));
