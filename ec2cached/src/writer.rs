@@ -35,7 +35,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Takes `<snapshot>.lock`, the lock every writer of the snapshot holds while it compares and
 /// replaces ([`lock_file`]), waiting at most [`LOCK_WAIT`] (the caller's thread sleeps
-/// meanwhile: a daemon serves SIGTERM after at most that long).
+/// meanwhile; the daemon waits on tokio's blocking pool and serves SIGTERM at once).
 fn lock_writers(snapshot: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, NotInstalled> {
     lock_file(&lock_path(snapshot), LOCK_WAIT).map_err(NotInstalled::Io)
 }

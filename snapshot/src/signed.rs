@@ -9,9 +9,10 @@
 //!
 //! The header's file length and checksum cover the whole file, trailer included, and the
 //! signature is over bytes `[0, trailer offset)`: the header (with the trailer's place in it)
-//! and every section, so every byte that a reader of names looks at. Readers of names never look
-//! at the trailer or at header bytes 136..152, and never did: modules built before signing
-//! existed read a signed file as any other snapshot. The cryptography lives in `ec2cached`
+//! and every section, so every byte that a reader of names looks at. Readers of names never read
+//! the trailer; `Snapshot::parse` checks its place (header bytes 136..144) and that no section and
+//! not the domain run into it. Modules built before signing existed read a signed file as any
+//! other snapshot (they ignored those header bytes). The cryptography lives in `ec2cached`
 //! (ed25519-dalek); this module only places and finds the bytes, so the NSS module gains nothing.
 
 use crate::format::{seal_header, Corrupt, Snapshot, HEADER_LEN};

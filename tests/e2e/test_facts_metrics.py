@@ -269,6 +269,10 @@ def test_facts_without_imds_fail_fast_in_one_line(fleet, host, imds):
     assert line.startswith("ec2cached: no instance identity from the instance metadata service (IMDSv2) at "
                            f"{stub.url}: "), line
     assert stub.seen(), "the stub was never asked"
+    # The token request is what went unanswered (a container behind a hop limit of 1): said,
+    # with the fix (issue 22, item 18).
+    assert "token request (PUT /latest/api/token) got no answer" in line, line
+    assert "--http-put-response-hop-limit 2" in line, line
 
 
 def test_facts_through_the_endpoint_set_in_the_aws_config_file(fleet, host, imds, tmp_path):

@@ -44,6 +44,7 @@ def test_sigterm_is_served_while_a_publish_waits_for_the_writers_lock(fleet, hos
     beside it) on its only runtime thread, and SIGTERM waited with it. Now the wait is off the
     runtime: the daemon exits at once, cleanly, and the lock holder's snapshot is untouched."""
     import fcntl
+    import os
     import signal
     import time
 
@@ -54,8 +55,18 @@ def test_sigterm_is_served_while_a_publish_waits_for_the_writers_lock(fleet, hos
     d = subprocess.Popen([EC2CACHED, "--config", str(host.config), "run"], env=host.env(),
                          stderr=subprocess.PIPE, text=True)
     try:
-        # The first sweep of moto is quick; then the publish waits for the lock.
-        time.sleep(2)
+        # Wait until the daemon holds the lock file open: its publish is waiting for the lock.
+        lock_path = os.path.realpath(f"{host.snapshot}.lock")
+
+        def waiting():
+            fds = f"/proc/{d.pid}/fd"
+            return any(os.path.realpath(os.path.join(fds, n)) == lock_path for n in os.listdir(fds))
+
+        deadline = time.monotonic() + 20
+        while not waiting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting(), "the daemon never came to wait for the writers' lock"
+        time.sleep(0.5)
         assert d.poll() is None
         sent = time.monotonic()
         d.send_signal(signal.SIGTERM)

@@ -131,7 +131,7 @@ pub fn describe_credentials(c: &CredentialsError) -> String {
             // An STS refusal (AssumeRole): its code and message, not its Debug form.
             Some(m) => format!(
                 "cannot load AWS credentials: {}: {}",
-                m.code().unwrap_or("error"),
+                cap(&one_line(m.code().unwrap_or("error"))),
                 cap(&one_line(m.message().unwrap_or("no message")))
             ),
             None => format!("cannot load AWS credentials: {}", root_cause(other)),

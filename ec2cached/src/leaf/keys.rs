@@ -93,7 +93,8 @@ pub fn load_signing(path: &Path) -> Result<SigningKey, String> {
         ));
     }
     // The key's text is wiped when dropped, as the key itself is.
-    let mut text = zeroize::Zeroizing::new(String::new());
+    // Room for all of it at once: no smaller buffer left behind unwiped as it grows.
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(4096));
     f.take(4096)
         .read_to_string(&mut text)
         .map_err(|e| cant(&e))?;

@@ -85,23 +85,32 @@ impl Status {
     /// Changes the status file: reads it, lets `change` change it, writes it back atomically.
     /// The one way it is written; a failure to write is logged, never fatal.
     ///
-    /// Writers (the daemon, `refresh`, `install`) take `<snapshot>.status.lock` around the read
+    /// Writers (the daemon as poller or follower, `refresh`) take `<snapshot>.status.lock` around the read
     /// and the write, so that none loses another's update and the `*_total` counters never go
     /// down (Prometheus would read a reset). A lock that cannot be had within 10 s is logged
     /// and the update made without it: the ledger is never worth a stuck poll.
     pub fn update<R>(snapshot: &Path, change: impl FnOnce(&mut Status) -> R) -> R {
-        let lock = {
-            let mut s = status_path(snapshot).into_os_string();
-            s.push(".lock");
-            PathBuf::from(s)
-        };
-        let _held = lock_file(&lock, std::time::Duration::from_secs(10))
-            .inspect_err(|e| tracing::warn!("status file: {e}"))
-            .ok();
+        let _held = Status::lock(snapshot);
         let mut st = Status::load(snapshot);
         let r = change(&mut st);
         st.save(snapshot);
         r
+    }
+
+    /// Lets `read` read the status file under its lock, as what it makes of it must not go
+    /// back in time (the metrics file: its counters never decrease).
+    pub fn read<R>(snapshot: &Path, read: impl FnOnce(&Status) -> R) -> R {
+        let _held = Status::lock(snapshot);
+        read(&Status::load(snapshot))
+    }
+
+    /// `<snapshot>.status.lock`, held; `None` (logged) if it cannot be had within 10 s.
+    fn lock(snapshot: &Path) -> Option<nix::fcntl::Flock<std::fs::File>> {
+        let mut lock = status_path(snapshot).into_os_string();
+        lock.push(".lock");
+        lock_file(Path::new(&lock), std::time::Duration::from_secs(10))
+            .inspect_err(|e| tracing::warn!("status file: {e}"))
+            .ok()
     }
 
     fn save(&self, snapshot: &Path) {

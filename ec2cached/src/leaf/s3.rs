@@ -281,7 +281,7 @@ impl Object {
                 let err = s.err();
                 let status = s.raw().status().as_u16();
                 let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
-                match (err.code(), msg.is_empty()) {
+                match (err.code().map(|c| cap(&one_line(c))), msg.is_empty()) {
                     (Some(code), false) => format!("S3 refused: {code}: {msg}"),
                     (Some(code), true) => format!("S3 refused: {code}"),
                     (None, _) if status == 503 => "S3 refused: HTTP 503 (SlowDown)".into(),

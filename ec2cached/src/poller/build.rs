@@ -106,31 +106,69 @@ pub fn publish_and_record(
             return Err(f);
         }
     };
+    // Records a success; returns what the ledger said of the last success before, to be put back
+    // if the snapshot then fails to land (the rename), so that no success is claimed for it.
     let record = |p: &Published| {
         Status::update(&cfg.snapshot, |st| {
+            let before = Success::of(st);
             count(st);
             succeeded(st, started, p, sweep.elapsed);
+            before
         })
     };
-    // What the ledger said before a success was recorded: put back if the snapshot then fails
-    // to land (the rename), so that no success is claimed for it.
-    let mut prior: Option<Status> = None;
-    let result = publish_then(cfg, &sweep, started, signer, |p| {
-        prior = Some(Status::load(&cfg.snapshot));
-        record(p);
-    });
+    let mut prior: Option<Success> = None;
+    let result = publish_then(cfg, &sweep, started, signer, |p| prior = Some(record(p)));
     match (&result, prior) {
-        (Ok(p), None) => record(p),
+        (Ok(p), None) => {
+            record(p);
+        }
         (Ok(_), Some(_)) => {}
         (Err(e), prior) => Status::update(&cfg.snapshot, |st| {
-            if let Some(before) = prior {
-                *st = before;
+            // Only the success's own fields go back: counters other writers added meanwhile
+            // stay, and this poll's requests were counted once, with the success.
+            match prior {
+                Some(before) => before.put_back(st),
+                None => count(st),
             }
-            count(st);
             st.poll_failed(started, e, Reason::Publish);
         }),
     }
     result.map_err(|e| Failed::new(Reason::Publish, e))
+}
+
+/// The fields a success sets in the ledger, as they were before it.
+struct Success {
+    last_attempt: Option<u64>,
+    last_success: Option<u64>,
+    consecutive_failures: u32,
+    requests: u32,
+    sweep_ms: Option<u64>,
+    counts: (usize, usize, usize, usize),
+    problems: Vec<String>,
+}
+
+impl Success {
+    fn of(st: &Status) -> Success {
+        Success {
+            last_attempt: st.last_attempt,
+            last_success: st.last_success,
+            consecutive_failures: st.consecutive_failures,
+            requests: st.requests,
+            sweep_ms: st.sweep_ms,
+            counts: (st.instances, st.live, st.ready, st.names),
+            problems: st.problems.clone(),
+        }
+    }
+
+    fn put_back(self, st: &mut Status) {
+        st.last_attempt = self.last_attempt;
+        st.last_success = self.last_success;
+        st.consecutive_failures = self.consecutive_failures;
+        st.requests = self.requests;
+        st.sweep_ms = self.sweep_ms;
+        (st.instances, st.live, st.ready, st.names) = self.counts;
+        st.problems = self.problems;
+    }
 }
 
 /// Records a successful publish in the status.

@@ -366,7 +366,7 @@ where
         SdkError::ServiceError(s) => {
             let err = s.err();
             let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
-            match (err.code(), msg.is_empty()) {
+            match (err.code().map(|c| cap(&one_line(c))), msg.is_empty()) {
                 (Some(code), false) => format!("the EC2 API refused: {code}: {msg}"),
                 (Some(code), true) => format!("the EC2 API refused: {code}"),
                 (None, _) => format!(
@@ -405,10 +405,12 @@ where
 }
 
 fn from_sdk(i: &aws_sdk_ec2::types::Instance) -> Ec2Instance {
-    let primary = i
-        .network_interfaces()
-        .iter()
-        .find(|n| n.attachment().and_then(|a| a.device_index()) == Some(0));
+    let primary = i.network_interfaces().iter().find(|n| {
+        // Network card 0, device 0 (instances with several cards have a device 0 on each).
+        n.attachment().is_some_and(|a| {
+            a.device_index() == Some(0) && a.network_card_index().unwrap_or(0) == 0
+        })
+    });
     Ec2Instance {
         id: i.instance_id().unwrap_or_default().to_string(),
         state: i

@@ -87,6 +87,8 @@ struct JsonInterface {
 struct JsonAttachment {
     #[serde(default)]
     device_index: Option<i64>,
+    #[serde(default)]
+    network_card_index: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -137,10 +139,13 @@ pub fn parse_json(text: &str) -> Result<Vec<Ec2Instance>, String> {
                     })
                     .transpose()
             };
-            let primary = i
-                .network_interfaces
-                .iter()
-                .find(|n| n.attachment.as_ref().and_then(|a| a.device_index) == Some(0));
+            let primary = i.network_interfaces.iter().find(|n| {
+                // Network card 0, device 0 (instances with several cards have a device 0 on
+                // each; a missing card index is card 0).
+                n.attachment.as_ref().is_some_and(|a| {
+                    a.device_index == Some(0) && a.network_card_index.unwrap_or(0) == 0
+                })
+            });
             let mut ipv6 = Vec::new();
             for a in primary.map(|n| &n.ipv6_addresses[..]).unwrap_or(&[]) {
                 let ip: Ipv6Addr = a
@@ -247,6 +252,7 @@ mod tests {
             "PrivateIpAddress":"10.0.0.5","PublicIpAddress":"",
             "NetworkInterfaces":[
               {"Attachment":{"DeviceIndex":1},"Ipv6Addresses":[{"Ipv6Address":"2001:db8::9"}]},
+              {"Attachment":{"DeviceIndex":0,"NetworkCardIndex":1},"Ipv6Addresses":[{"Ipv6Address":"2001:db8::7"}]},
               {"Attachment":{"DeviceIndex":0},"Ipv6Addresses":[{"Ipv6Address":"2001:db8::1"}]}]
         }]}]}"#;
         let v = parse_json(text).unwrap();

@@ -86,6 +86,21 @@ pub async fn identity() -> Result<Identity, String> {
         Ok(Err(e)) => {
             let why = match find_source::<std::io::Error>(&e) {
                 Some(io) => root_cause(io),
+                // The token request was sent and never answered: what a container sees when the
+                // instance's hop limit for IMDS answers is 1 (the answer dies one hop short).
+                None if matches!(
+                    e,
+                    aws_config::imds::client::error::ImdsError::FailedToLoadToken(_)
+                ) =>
+                {
+                    format!(
+                        "the IMDSv2 token request (PUT /latest/api/token) got no answer ({}). In \
+                         a container, the instance's metadata hop limit must be at least 2: aws \
+                         ec2 modify-instance-metadata-options --instance-id ID \
+                         --http-put-response-hop-limit 2",
+                        root_cause(&e)
+                    )
+                }
                 None => root_cause(&e),
             };
             return Err(no_imds(why));

@@ -30,14 +30,17 @@ pub fn write(cfg: &Config) {
         tracing::warn!("not writing the metrics file {}: {why}", path.display());
         return;
     }
-    let status = Status::load(&cfg.snapshot);
-    let installed = std::fs::read(&cfg.snapshot)
-        .ok()
-        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
-    let text = render(cfg, &status, installed.as_ref(), now());
-    if let Err(e) = write_atomic(path, text.as_bytes()) {
-        tracing::warn!("cannot write the metrics file {}: {e}", path.display());
-    }
+    // Under the status file's lock: two writers of the metrics file (the daemon, a `refresh`
+    // beside it) write in the order of what they read, so its counters never go down.
+    Status::read(&cfg.snapshot, |status| {
+        let installed = std::fs::read(&cfg.snapshot)
+            .ok()
+            .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
+        let text = render(cfg, status, installed.as_ref(), now());
+        if let Err(e) = write_atomic(path, text.as_bytes()) {
+            tracing::warn!("cannot write the metrics file {}: {e}", path.display());
+        }
+    });
 }
 
 /// Every label with its running total (0 for one never counted, so that `rate()` sees the first).
@@ -373,10 +376,12 @@ mod tests {
         write(&c);
         let text = std::fs::read_to_string(dir.path().join("m.prom")).unwrap();
         assert!(text.contains("ec2cached_snapshot_present 0"), "{text}");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        // The file and the status file's lock (the snapshot is beside it here), no temp file.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 1, "{names:?}");
+        names.sort();
+        assert_eq!(names, ["hosts.snap.status.lock", "m.prom"], "{names:?}");
     }
 }
