@@ -276,6 +276,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let key_error = match &cli.command {
+        Command::Run | Command::Refresh { .. } => cfg
+            .publish
+            .as_ref()
+            .and_then(|p| keys::load_signing(&p.signing_key).err()),
+        _ => None,
+    };
     let result = match &cli.command {
         Command::Run if cfg.follow.as_ref().is_some_and(|f| f.url.is_none()) => {
             // A configuration error like those above: exit 2, which the unit does not restart
@@ -284,6 +291,16 @@ fn main() -> ExitCode {
                 "ec2cached: {}: [follow] has no `url`: `run` has nothing to follow (`ec2cached \
                  install FILE` installs snapshots shipped by other means)",
                 cfg.file.display()
+            );
+            return ExitCode::from(2);
+        }
+        Command::Run | Command::Refresh { .. } if key_error.is_some() => {
+            // The signing key is configuration too (missing, readable by others, not a key):
+            // exit 2, which the unit does not restart until it is fixed.
+            eprintln!(
+                "ec2cached: {}: [publish] signing_key: {}",
+                cfg.file.display(),
+                key_error.unwrap_or_default()
             );
             return ExitCode::from(2);
         }

@@ -746,6 +746,18 @@ def test_a_signing_key_others_can_read_is_refused(fleet, bucket, tmp_path, moto_
     assert bucket.get() is None
 
 
+def test_a_signing_key_others_can_read_stops_the_unit_for_good(fleet, bucket, tmp_path, moto_url):
+    """Issue 22, item 13: a signing key that cannot be used (here: readable by others) is a
+    configuration error: `run` exits 2, which the unit does not restart, naming the key."""
+    p = make_poller(tmp_path, moto_url)
+    os.chmod(p.key, 0o644)
+    r = subprocess.run([EC2CACHED, "--config", str(p.config), "run"], env=p.env(), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "[publish] signing_key" in r.stderr and str(p.key) in r.stderr, r.stderr
+    assert bucket.get() is None
+
+
 # 7. Config errors.
 
 NOT_WITH_FOLLOW = {

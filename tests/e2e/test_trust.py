@@ -81,3 +81,4 @@ def test_sigterm_is_served_while_a_publish_waits_for_the_writers_lock(fleet, hos
     assert code == 0, err
     assert took < 3, f"SIGTERM took {took:.1f} s to be served: {err[-1500:]}"
     assert not host.snapshot.exists(), "nothing was published under another writer's lock"
+
