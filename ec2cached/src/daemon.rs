@@ -226,6 +226,7 @@ pub async fn run_loop(
         ready();
     }
     loop {
+        let began = tokio::time::Instant::now();
         let outcome = tokio::select! {
             biased;
             () = &mut shutdown => return,
@@ -241,7 +242,11 @@ pub async fn run_loop(
         let delay = match outcome {
             Ok(()) => {
                 failures = 0;
-                next_poll(pace.interval)
+                // From the start of this cycle, not its end: a snapshot is stamped when its
+                // sweep starts, so with slow pages the next one would otherwise come up to a
+                // sweep's time later and a `max_age` of 2 × interval would expire between
+                // healthy polls. (A sweep longer than the interval: the next starts at once.)
+                next_poll(pace.interval).saturating_sub(began.elapsed())
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -371,6 +376,38 @@ mod tests {
         assert!(gaps.iter().all(|g| (14.4..=17.6).contains(g)), "{gaps:?}");
         // Jitter: not all the same.
         assert!(gaps.iter().any(|g| (g - gaps[0]).abs() > 0.01), "{gaps:?}");
+    }
+
+    /// Issue 22, item 15: with slow pages (a sweep of 6 s at interval 10) the polls still
+    /// start every interval, so the snapshot's stamp (its sweep's start) is never more than
+    /// 1.1 × interval + a sweep old when the next lands: within max_age = 2 × interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_sweep_does_not_push_the_next_poll_back() {
+        let starts = RefCell::new(Vec::<Instant>::new());
+        let (_tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let pace = Pace {
+            interval: 10,
+            follower: false,
+        };
+        run_loop(
+            pace,
+            async || {
+                starts.borrow_mut().push(Instant::now());
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                Ok(())
+            },
+            || true,
+            || {},
+            &mut rx,
+            tokio::time::sleep(Duration::from_secs(200)),
+        )
+        .await;
+        let s = starts.into_inner();
+        let gaps: Vec<f64> = s.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+        assert!(gaps.len() >= 15, "{gaps:?}");
+        assert!(gaps.iter().all(|g| (9.0..=11.0).contains(g)), "{gaps:?}");
+        // Each snapshot (stamped at its sweep's start) is replaced before it is 20 s old.
+        assert!(gaps.iter().all(|g| g + 6.0 < 20.0), "{gaps:?}");
     }
 
     #[tokio::test(start_paused = true)]
