@@ -51,10 +51,9 @@ pub fn parse_public(text: &str) -> Result<VerifyingKey, String> {
 /// `ec2cached keygen --secret FILE`: writes a new signing key (mode 0600, never over an existing
 /// file) and returns its public key text.
 pub fn keygen(path: &Path) -> Result<String, String> {
-    let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness for a key: {e}"))?;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut()).map_err(|e| format!("no randomness for a key: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
-    seed.fill(0);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -68,7 +67,11 @@ pub fn keygen(path: &Path) -> Result<String, String> {
             ),
             _ => format!("cannot create {}: {e}", path.display()),
         })?;
-    let text = format!("{SECRET_PREFIX}{}\n", hex(key.as_bytes()));
+    // The secret's text is wiped once written, as the key itself is when dropped.
+    let text = zeroize::Zeroizing::new(format!(
+        "{SECRET_PREFIX}{}\n",
+        zeroize::Zeroizing::new(hex(key.as_bytes())).as_str()
+    ));
     let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
     if let Err(e) = written {
         let _ = std::fs::remove_file(path);
