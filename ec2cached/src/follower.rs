@@ -136,7 +136,12 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
             ),
         );
     }
-    match writer::install(&cfg.snapshot, bytes) {
+    // The installed snapshot blocks an older one only if a key trusted today signed it: one
+    // signed by a key since removed from trusted_keys is replaced by the next good object.
+    let trusted = |current: &[u8]| {
+        follow.trusted_keys.is_empty() || keys::verify(current, &follow.trusted_keys).is_ok()
+    };
+    match writer::install_checked(&cfg.snapshot, bytes, trusted, || {}) {
         Ok(Installed::Same) => Verdict::new(Outcome::Unchanged, Basis::Bytes, "same as installed"),
         Ok(Installed::Replaced) => Verdict::new(
             Outcome::Installed,
@@ -533,5 +538,36 @@ mod tests {
             (failed.outcome, failed.holds(t, None)),
             (Outcome::Error, false)
         );
+    }
+
+    /// Issue 22, item 3: after a key leaves trusted_keys, what it signed no longer blocks an
+    /// older object: the next good one replaces it.
+    #[test]
+    fn a_snapshot_signed_by_a_removed_key_does_not_block_the_next_good_one() {
+        let (old, new) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let (_dir, cfg, both) = setup(&[&old, &new]);
+        let by = |k: &SigningKey, generated: u64, v4: u8| {
+            keys::sign(k, &snap("ec2", generated, v4)).unwrap()
+        };
+        assert_eq!(
+            check_and_install(&cfg, &both, &by(&old, 200, 1)).outcome,
+            Outcome::Installed
+        );
+        // While both are trusted, an older sweep is a rollback.
+        assert_eq!(
+            check_and_install(&cfg, &both, &by(&new, 150, 2)).outcome,
+            Outcome::RefusedRollback
+        );
+        // `old` removed: its snapshot no longer counts.
+        let only_new = Follow {
+            trusted_keys: vec![new.verifying_key()],
+            ..both.clone()
+        };
+        let v = check_and_install(&cfg, &only_new, &by(&new, 150, 2));
+        assert_eq!(v.outcome, Outcome::Installed, "{}", v.why);
+        assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), by(&new, 150, 2));
     }
 }

@@ -90,6 +90,18 @@ pub fn install_and(
     bytes: &[u8],
     before: impl FnOnce(),
 ) -> Result<Installed, NotInstalled> {
+    install_checked(path, bytes, |_| true, before)
+}
+
+/// [`install_and`], where the installed snapshot blocks an older one only if `counts` says so
+/// of its bytes (read under the lock): a follower's installed snapshot that no key it trusts
+/// today signed does not count, and the next good object replaces it.
+pub fn install_checked(
+    path: &Path,
+    bytes: &[u8],
+    counts: impl FnOnce(&[u8]) -> bool,
+    before: impl FnOnce(),
+) -> Result<Installed, NotInstalled> {
     let ours = Snapshot::parse(bytes)
         .map_err(|e| NotInstalled::Io(format!("self-check failed: {e}")))?
         .header()
@@ -101,7 +113,10 @@ pub fn install_and(
         }
         if let Ok(s) = Snapshot::parse(&current) {
             let installed = s.header().generated_unix;
-            if installed > ours && installed <= now().saturating_add(CLOCK_SLACK_SECS) {
+            if installed > ours
+                && installed <= now().saturating_add(CLOCK_SLACK_SECS)
+                && counts(&current)
+            {
                 return Err(NotInstalled::Rollback(installed, ours));
             }
         }

@@ -106,6 +106,19 @@ fn installed(r: &mut Report, cfg: &Config, st: &Status, now: u64) {
     } else {
         r.line("state", "serving");
     }
+    if let Some(e) = cfg
+        .follow
+        .as_ref()
+        .filter(|f| !f.trusted_keys.is_empty())
+        .and_then(|f| crate::leaf::keys::verify(&bytes, &f.trusted_keys).err())
+    {
+        // A key removed from trusted_keys: what it signed still serves until replaced, but no
+        // longer blocks an older object (follower::check_and_install).
+        r.wrong(
+            "trust",
+            format!("{e}: no key trusted now signed it; the next good object replaces it"),
+        );
+    }
     r.line("domain", String::from_utf8_lossy(s.domain()));
     r.line("generated", when(h.generated_unix, now));
     if cfg.follow.is_some() {
@@ -253,6 +266,41 @@ pub fn module_line(m: Module, version: u32) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 22, item 3: `status` says when the installed snapshot was signed by a key that is no
+    /// longer trusted.
+    #[test]
+    fn a_snapshot_signed_by_a_key_no_longer_trusted_is_said() {
+        use ed25519_dalek::SigningKey;
+        let (old, new) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("hosts.snap");
+        let bytes = crate::leaf::keys::sign(&old, &nss_ec2_snapshot::format::tiny("ec2", now(), 1))
+            .unwrap();
+        std::fs::write(&snap, &bytes).unwrap();
+        let cfg = |k: &SigningKey| {
+            let text = format!(
+                "snapshot = {snap:?}\n[follow]\ntrusted_keys = [{:?}]",
+                crate::leaf::keys::public_text(&k.verifying_key())
+            );
+            Config::parse(&dir.path().join("c.toml"), &text).unwrap()
+        };
+        let r = report(&cfg(&new));
+        let line = r
+            .text
+            .lines()
+            .find(|l| l.starts_with("trust:"))
+            .expect(&r.text);
+        assert!(
+            line.contains("not in trusted_keys") && line.contains("next good object"),
+            "{line}"
+        );
+        assert!(!r.healthy);
+        assert!(!report(&cfg(&old)).text.contains("trust:"));
+    }
 
     /// A sweep stamped ahead of this host's clock is said to be in the future, not "0 s ago"
     /// (issue 22, item 13).
