@@ -136,10 +136,18 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
             ),
         );
     }
-    // The installed snapshot blocks an older one only if a key trusted today signed it: one
-    // signed by a key since removed from trusted_keys is replaced by the next good object.
-    let trusted = |current: &[u8]| {
-        follow.trusted_keys.is_empty() || keys::verify(current, &follow.trusted_keys).is_ok()
+    // The installed snapshot blocks an older one if a key trusted today signed it, however far
+    // ahead its sweep: it was verified when it was installed, and a clock stepped back must not
+    // let an old signed sweep in (recovering from a bad clock is an operator's step:
+    // docs/fleet.md, "When this host's clock was wrong"). One signed by a key since removed from trusted_keys
+    // does not count: the next good object replaces it. Without trusted_keys nothing was
+    // verified: the writer's default rule.
+    let trusted = |current: &[u8], installed: u64| {
+        if follow.trusted_keys.is_empty() {
+            writer::within_slack(installed)
+        } else {
+            keys::verify(current, &follow.trusted_keys).is_ok()
+        }
     };
     match writer::install_checked(&cfg.snapshot, bytes, trusted, || {}) {
         Ok(Installed::Same) => Verdict::new(Outcome::Unchanged, Basis::Bytes, "same as installed"),
@@ -569,5 +577,20 @@ mod tests {
         let v = check_and_install(&cfg, &only_new, &by(&new, 150, 2));
         assert_eq!(v.outcome, Outcome::Installed, "{}", v.why);
         assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), by(&new, 150, 2));
+    }
+
+    /// Issue 22, item 2: a trusted snapshot already installed is never ignored for being ahead
+    /// of this host's clock (a clock stepped back): an old signed sweep does not get in.
+    #[test]
+    fn a_clock_stepped_back_does_not_let_an_old_signed_sweep_in() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (_dir, cfg, follow) = setup(&[&key]);
+        let by = |generated: u64, v4: u8| keys::sign(&key, &snap("ec2", generated, v4)).unwrap();
+        // Installed while this host's clock was right; now it reads an hour earlier.
+        let ahead = by(now() + 3600, 1);
+        std::fs::write(&cfg.snapshot, &ahead).unwrap();
+        let v = check_and_install(&cfg, &follow, &by(now() - 90 * 86_400, 2));
+        assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
+        assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), ahead);
     }
 }

@@ -90,16 +90,22 @@ pub fn install_and(
     bytes: &[u8],
     before: impl FnOnce(),
 ) -> Result<Installed, NotInstalled> {
-    install_checked(path, bytes, |_| true, before)
+    install_checked(path, bytes, |_, installed| within_slack(installed), before)
+}
+
+/// The default rule: an installed sweep counts unless it is more than [`CLOCK_SLACK_SECS`] in
+/// this host's future (a broken clock, or no poller, wrote it).
+pub fn within_slack(installed: u64) -> bool {
+    installed <= now().saturating_add(CLOCK_SLACK_SECS)
 }
 
 /// [`install_and`], where the installed snapshot blocks an older one only if `counts` says so
-/// of its bytes (read under the lock): a follower's installed snapshot that no key it trusts
-/// today signed does not count, and the next good object replaces it.
+/// of its bytes and sweep (read under the lock): a follower's installed snapshot that no key it
+/// trusts today signed does not count, and one a trusted key signed always does.
 pub fn install_checked(
     path: &Path,
     bytes: &[u8],
-    counts: impl FnOnce(&[u8]) -> bool,
+    counts: impl FnOnce(&[u8], u64) -> bool,
     before: impl FnOnce(),
 ) -> Result<Installed, NotInstalled> {
     let ours = Snapshot::parse(bytes)
@@ -113,10 +119,7 @@ pub fn install_checked(
         }
         if let Ok(s) = Snapshot::parse(&current) {
             let installed = s.header().generated_unix;
-            if installed > ours
-                && installed <= now().saturating_add(CLOCK_SLACK_SECS)
-                && counts(&current)
-            {
+            if installed > ours && counts(&current, installed) {
                 return Err(NotInstalled::Rollback(installed, ours));
             }
         }
