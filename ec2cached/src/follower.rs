@@ -35,6 +35,9 @@ enum Basis {
     Clock { generated: u64 },
     /// Older than the installed snapshot of that sweep: while that one is installed.
     Installed { sweep: u64 },
+    /// Older than the newest sweep this host has verified (its high-water mark): the mark only
+    /// rises, so always.
+    HighWater,
     /// This host (its disk, S3): decided again at the next check.
     Here,
 }
@@ -54,7 +57,7 @@ impl Verdict {
     pub fn holds(&self, now: u64, installed: Option<u64>) -> bool {
         self.outcome.good()
             || match self.basis {
-                Basis::Bytes => true,
+                Basis::Bytes | Basis::HighWater => true,
                 Basis::Expiry { generated, max_age } => now.saturating_sub(generated) > max_age,
                 Basis::Clock { generated } => generated > now.saturating_add(CLOCK_SLACK_SECS),
                 Basis::Installed { sweep } => installed == Some(sweep),
@@ -136,6 +139,32 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
             ),
         );
     }
+    // Verified sweeps only go forward, also when the snapshot file is gone: the high-water mark
+    // beside it is the newest sweep verified here.
+    let verified = !follow.trusted_keys.is_empty();
+    let trusted_texts: Vec<String> = follow.trusted_keys.iter().map(keys::public_text).collect();
+    // The signer of this object, for the mark (it verified above).
+    let signer = nss_ec2_snapshot::signed::split(bytes)
+        .ok()
+        .flatten()
+        .and_then(|s| ed25519_dalek::VerifyingKey::from_bytes(&s.public_key).ok())
+        .map(|k| keys::public_text(&k))
+        .unwrap_or_default();
+    // A mark set by a key since removed from trusted_keys does not count (as the snapshot it
+    // signed does not); a mark without a key (none recorded) does.
+    if let Some((mark, _)) = writer::high_water(&cfg.snapshot).filter(|(m, k)| {
+        verified && h.generated_unix < *m && (k.is_empty() || trusted_texts.contains(k))
+    }) {
+        return Verdict::new(
+            Outcome::RefusedRollback,
+            Basis::HighWater,
+            format!(
+                "older than the newest sweep this host has verified ({}, in {}): no rollback",
+                utc(mark),
+                writer::high_water_path(&cfg.snapshot).display()
+            ),
+        );
+    }
     // The installed snapshot blocks an older one if a key trusted today signed it, however far
     // ahead its sweep: it was verified when it was installed, and a clock stepped back must not
     // let an old signed sweep in (recovering from a bad clock is an operator's step:
@@ -149,8 +178,19 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
             keys::verify(current, &follow.trusted_keys).is_ok()
         }
     };
-    match writer::install_checked(&cfg.snapshot, bytes, trusted, || {}) {
-        Ok(Installed::Same) => Verdict::new(Outcome::Unchanged, Basis::Bytes, "same as installed"),
+    let mark = || {
+        if verified {
+            writer::raise_high_water(&cfg.snapshot, h.generated_unix, &signer);
+        }
+    };
+    match writer::install_checked(&cfg.snapshot, bytes, trusted, mark) {
+        Ok(Installed::Same) => {
+            // A snapshot installed before marks existed: marked now.
+            if verified {
+                writer::raise_high_water(&cfg.snapshot, h.generated_unix, &signer);
+            }
+            Verdict::new(Outcome::Unchanged, Basis::Bytes, "same as installed")
+        }
         Ok(Installed::Replaced) => Verdict::new(
             Outcome::Installed,
             Basis::Bytes,
@@ -529,6 +569,18 @@ mod tests {
         );
         let older = check_and_install(&cfg, &follow, &signed(&snap("ec2", 150, 1)));
         assert_eq!(older.outcome, Outcome::RefusedRollback);
+        // Refused by the high-water mark (the newest sweep verified here): that only rises, so
+        // the refusal holds whatever is installed.
+        assert!(
+            older.holds(t, Some(200)) && older.holds(t, None),
+            "{}",
+            older.why
+        );
+        // Without the mark (none recorded yet: a snapshot installed by an earlier version), the
+        // refusal rests on the installed snapshot, and holds while that one is installed.
+        std::fs::remove_file(writer::high_water_path(&cfg.snapshot)).unwrap();
+        let older = check_and_install(&cfg, &follow, &signed(&snap("ec2", 150, 1)));
+        assert_eq!(older.outcome, Outcome::RefusedRollback);
         assert!(
             older.holds(t, Some(200)),
             "while the sweep of 200 is installed"
@@ -592,5 +644,39 @@ mod tests {
         let v = check_and_install(&cfg, &follow, &by(now() - 90 * 86_400, 2));
         assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
         assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), ahead);
+    }
+
+    /// Issue 22, item 1: removing the installed snapshot (an emptied state directory) does not
+    /// reopen the door to an older signed sweep: the high-water mark beside it remembers.
+    #[test]
+    fn an_emptied_state_directory_does_not_reopen_rollback() {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (_dir, cfg, follow) = setup(&[&key]);
+        let by = |generated: u64, v4: u8| keys::sign(&key, &snap("ec2", generated, v4)).unwrap();
+        let t = now();
+        assert_eq!(
+            check_and_install(&cfg, &follow, &by(t, 1)).outcome,
+            Outcome::Installed
+        );
+        assert_eq!(writer::high_water(&cfg.snapshot).map(|m| m.0), Some(t));
+        std::fs::remove_file(&cfg.snapshot).unwrap();
+        let v = check_and_install(&cfg, &follow, &by(t - 86_400, 2));
+        assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
+        assert!(
+            v.why.contains("newest sweep this host has verified"),
+            "{}",
+            v.why
+        );
+        assert!(!cfg.snapshot.exists());
+        // The same sweep, and a later one, still install.
+        assert_eq!(
+            check_and_install(&cfg, &follow, &by(t, 1)).outcome,
+            Outcome::Installed
+        );
+        assert_eq!(
+            check_and_install(&cfg, &follow, &by(t + 1, 3)).outcome,
+            Outcome::Installed
+        );
+        assert_eq!(writer::high_water(&cfg.snapshot).map(|m| m.0), Some(t + 1));
     }
 }

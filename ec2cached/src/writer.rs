@@ -4,7 +4,7 @@
 //! snapshot stays byte-for-byte as it was.
 
 use crate::leaf::clock::{now, utc};
-use crate::leaf::files::{lock_file, remove_stale_temps_of, write_atomic_and};
+use crate::leaf::files::{lock_file, remove_stale_temps_of, write_atomic, write_atomic_and};
 use crate::leaf::ledger::status_path;
 use nss_ec2_snapshot::Snapshot;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,40 @@ use std::time::Duration;
 pub fn remove_stale_temps(snapshot: &Path) {
     remove_stale_temps_of(snapshot);
     remove_stale_temps_of(&status_path(snapshot));
+}
+
+/// Path of the follower's high-water mark: the newest sweep it has verified and installed,
+/// kept beside the snapshot and outside it, so that removing the snapshot (an emptied state
+/// directory, a damaged file) does not reopen the door to an older signed sweep.
+pub fn high_water_path(snapshot: &Path) -> PathBuf {
+    let mut s = snapshot.as_os_str().to_owned();
+    s.push(".high-water");
+    PathBuf::from(s)
+}
+
+/// The high-water mark, if one was recorded: the sweep, and the key that signed it (a damaged
+/// file counts as none, and is said).
+pub fn high_water(snapshot: &Path) -> Option<(u64, String)> {
+    let path = high_water_path(snapshot);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut words = text.split_whitespace();
+    let mark = words.next().and_then(|w| w.parse().ok());
+    if mark.is_none() {
+        tracing::warn!("{}: not a sweep time; ignored", path.display());
+    }
+    Some((mark?, words.next().unwrap_or_default().to_string()))
+}
+
+/// Raises the high-water mark to `sweep`, signed by `signer` (never lowers it). Called under
+/// the writers' lock, before the snapshot of that sweep is renamed into place.
+pub fn raise_high_water(snapshot: &Path, sweep: u64, signer: &str) {
+    if high_water(snapshot).is_some_and(|(m, _)| m >= sweep) {
+        return;
+    }
+    let path = high_water_path(snapshot);
+    if let Err(e) = write_atomic(&path, format!("{sweep} {signer}\n").as_bytes()) {
+        tracing::warn!("cannot write {}: {e}", path.display());
+    }
 }
 
 /// Path of the lock file that serialises writers of a snapshot.
