@@ -34,6 +34,31 @@ pub(super) fn follower_has_no_poller_keys(toml_keys: &[String]) -> Checked<()> {
     }
 }
 
+/// The `max_age` of a poller with `[publish]` when the config sets none: 4 hours (an unchanged
+/// fleet is then re-uploaded every hour, `max_age / 4`), or 4 × `interval` if that is more.
+pub const PUBLISH_MAX_AGE: u32 = 4 * 3600;
+
+/// `[publish]` and `max_age`: a fleet's snapshots are bounded in age, or a follower with nothing
+/// installed (a new host) would install any sweep a poller ever signed (a replay). Unset, the
+/// default bound; 0 is refused.
+pub(super) fn publish_bounds_max_age(t: Timing, set: Option<u32>) -> Checked<Timing> {
+    match set {
+        Some(0) => Err(at(
+            "max_age",
+            format!(
+                "must not be 0 with [publish]: followers would install any sweep a poller ever \
+                 signed, however old (leave it out for {} s, or set a bound)",
+                PUBLISH_MAX_AGE.max(4 * t.interval)
+            ),
+        )),
+        Some(_) => Ok(t),
+        None => Ok(Timing {
+            max_age: PUBLISH_MAX_AGE.max(t.interval.saturating_mul(4)),
+            ..t
+        }),
+    }
+}
+
 /// `[publish]` and `max_age`: followers check every interval too, and would go stale between
 /// healthy polls with less than 4 × `interval`.
 pub(super) fn publish_max_age(t: &Timing) -> Checked<()> {

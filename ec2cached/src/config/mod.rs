@@ -181,7 +181,10 @@ impl Config {
     /// Every section checked, in the order their errors are reported.
     fn checked(file: &Path, raw: Raw, toml_keys: &[String]) -> Checked<Config> {
         let domain = names::domain(raw.domain)?;
-        let timing = polling::Timing::check(raw.interval, raw.max_age, raw.api_timeout)?;
+        let mut timing = polling::Timing::check(raw.interval, raw.max_age, raw.api_timeout)?;
+        if raw.publish.is_some() {
+            timing = across::publish_bounds_max_age(timing, raw.max_age)?;
+        }
         let regions = polling::regions(raw.regions.unwrap_or_default(), "regions")?;
         let ready_tag = names::ready_tag(raw.ready_tag)?;
         let service_tag = names::service_tag(raw.service_tag)?;

@@ -143,13 +143,26 @@ fn publish_and_follow_sections_parse() {
         assert!(S3Url::parse(bad).is_err(), "{bad}");
     }
     assert_eq!(p.republish_after, 150);
+    // Issue 22, item 1: a fleet's max_age is bounded: 4 h unless set (so an hour between
+    // uploads of an unchanged fleet, as before), never 0.
+    let c = parse("[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"").unwrap();
     assert_eq!(
-        parse("[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"")
-            .unwrap()
-            .publish
-            .unwrap()
-            .republish_after,
-        3600
+        (c.max_age, c.publish.unwrap().republish_after),
+        (14_400, 3600)
+    );
+    let c =
+        parse("interval = 7200\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"").unwrap();
+    assert_eq!(c.max_age, 28_800);
+    let e =
+        parse("max_age = 0\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"").unwrap_err();
+    assert!(
+        e.contains("key `max_age`: must not be 0 with [publish]"),
+        "{e}"
+    );
+    assert_eq!(
+        parse("interval = 30").unwrap().max_age,
+        0,
+        "without [publish], unbounded as before"
     );
     let f = parse(&format!(
         "interval = 10\n[follow]\nurl = \"s3://b-1/k\"\ntrusted_keys = [\"{KEY}\"]\n"
