@@ -497,6 +497,21 @@ def test_a_poller_says_when_it_replaces_an_object_signed_by_an_unknown_key(world
     assert other.status_file()["s3_foreign_replaced"] == 1
 
 
+
+def test_a_poller_does_not_download_a_huge_foreign_object_to_learn_its_header(world, tmp_path):
+    """Issue 22, item 7: a poller read back up to 256 MiB of the published object, and held it,
+    to learn a header. Now it reads what a pollers' sweep of this fleet could be (four times its
+    own snapshot, at least 1 MiB): a 24 MiB object someone put there is replaced, not downloaded."""
+    world.publish()
+    world.bucket.put(b"\0" * (24 << 20))
+    world.move()
+    good = world.publish()
+    assert good.startswith(b"\x89EC2SNAP"), "the poller's own snapshot replaced it"
+    st = world.poller.status_file()
+    assert st["publish_outcome"] == "uploaded", st
+    assert st["s3_bytes"] < (8 << 20), f"{st['s3_bytes']} bytes read back"
+
+
 # 4. Two pollers on one object.
 
 def test_two_pollers_racing_never_put_an_older_sweep_over_a_newer_one(fleet, bucket, tmp_path, moto_url,

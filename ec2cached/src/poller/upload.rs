@@ -76,6 +76,16 @@ pub struct Publisher {
 /// The largest object a poller reads back before deciding (a published object is one of ours).
 const READ_BACK_MAX: u64 = 4 * DEFAULT_MAX_SIZE;
 
+/// How much of the published object a poller reads back before deciding: a pollers' sweep of
+/// this fleet is about the size of its own snapshot, so twice that (at least 1 MiB, at most
+/// [`READ_BACK_MAX`]); a larger object is not one of theirs, is not downloaded whole, and is
+/// replaced like any other foreign object.
+fn read_back_cap(ours: usize) -> u64 {
+    (ours as u64)
+        .saturating_mul(2)
+        .clamp(1 << 20, READ_BACK_MAX)
+}
+
 impl Publisher {
     /// Loads the signing key and builds the S3 client once.
     pub async fn new(cfg: &Config, p: &Publish) -> Result<Publisher, String> {
@@ -160,7 +170,11 @@ impl Publisher {
             let etag = self.remote.as_ref().map(|r| r.etag.clone());
             // Without s3:ListBucket, S3 answers 403 for a missing key: try to create it.
             let mut denied = None;
-            match self.object.get(etag.as_deref(), READ_BACK_MAX).await? {
+            match self
+                .object
+                .get(etag.as_deref(), read_back_cap(signed.len()))
+                .await?
+            {
                 Got::Unchanged => {}
                 Got::Missing => self.remote = None,
                 Got::Denied(why) => {
