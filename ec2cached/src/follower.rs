@@ -253,6 +253,9 @@ pub struct Follower {
     etag: Option<String>,
     /// The refusal of that object, repeated while it stays in place (no new download).
     refused: Option<Verdict>,
+    /// That object, when this host failed to install it (a full disk): installed from here at
+    /// the next checks while S3 answers 304, not downloaded again.
+    unsaved: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl Follower {
@@ -268,7 +271,39 @@ impl Follower {
             object: s3::Object::new(url, None, 1).await?,
             etag: None,
             refused: None,
+            unsaved: None,
         })
+    }
+
+    /// The checks and the install of an object (on tokio's blocking pool: the install may wait
+    /// for the writers' lock, up to 10 s, and the runtime goes on serving signals meanwhile),
+    /// and what to remember of it: its ETag while its verdict holds (installed, or refused for a
+    /// reason that stands), so that the next checks do not download it again; after a local
+    /// failure, the object itself, installed again from memory at the next check.
+    async fn decide(
+        &mut self,
+        cfg: &Config,
+        follow: &Follow,
+        etag: String,
+        body: std::sync::Arc<Vec<u8>>,
+        installed_sweep: Option<u64>,
+    ) -> Verdict {
+        let (c, f, b) = (cfg.clone(), follow.clone(), body.clone());
+        let v = tokio::task::spawn_blocking(move || check_and_install(&c, &f, &b))
+            .await
+            .unwrap_or_else(|e| {
+                Verdict::new(
+                    Outcome::Error,
+                    Basis::Here,
+                    format!("the install task failed: {e}"),
+                )
+            });
+        let keep = v.holds(now(), installed_sweep);
+        let unsaved = v.outcome == Outcome::Error;
+        self.etag = (keep || unsaved).then_some(etag);
+        self.refused = (!v.outcome.good() && keep).then(|| v.clone());
+        self.unsaved = unsaved.then_some(body);
+        v
     }
 
     /// One check: conditional GET, then the checks and the install. Records the outcome in the
@@ -281,7 +316,7 @@ impl Follower {
         let installed = std::fs::read(&cfg.snapshot)
             .ok()
             .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()));
-        if installed.is_none() && self.refused.is_none() {
+        if installed.is_none() && self.refused.is_none() && self.unsaved.is_none() {
             self.etag = None;
         }
         // A refusal that no longer holds (this host's clock was set right, another snapshot was
@@ -297,16 +332,22 @@ impl Follower {
         }
         let got = self.object.get(self.etag.as_deref(), follow.max_size).await;
         let verdict = match got {
-            Ok(Got::Unchanged) => match &self.refused {
-                Some(v) => Verdict {
+            Ok(Got::Unchanged) => match (&self.refused, self.unsaved.clone()) {
+                (Some(v), _) => Verdict {
                     why: format!("{} (the same object as before)", v.why),
                     ..v.clone()
                 },
-                None => Verdict::new(Outcome::Unchanged, Basis::Bytes, "unchanged (304)"),
+                // Not installed here last time (a local failure): again, from memory.
+                (None, Some(body)) => {
+                    let etag = self.etag.clone().unwrap_or_default();
+                    self.decide(cfg, follow, etag, body, installed_sweep).await
+                }
+                (None, None) => Verdict::new(Outcome::Unchanged, Basis::Bytes, "unchanged (304)"),
             },
             Ok(Got::Missing) => {
                 self.etag = None;
                 self.refused = None;
+                self.unsaved = None;
                 Verdict::new(
                     Outcome::Error,
                     Basis::Here,
@@ -332,21 +373,8 @@ impl Follower {
                 v
             }
             Ok(Got::Object { etag, body }) => {
-                // On tokio's blocking pool: the install may wait for the writers' lock (up to
-                // 10 s), and the runtime goes on serving signals meanwhile.
-                let (c, f) = (cfg.clone(), follow.clone());
-                let v = tokio::task::spawn_blocking(move || check_and_install(&c, &f, &body))
+                self.decide(cfg, follow, etag, std::sync::Arc::new(body), installed_sweep)
                     .await
-                    .unwrap_or_else(|e| {
-                        Verdict::new(Outcome::Error, Basis::Here, format!("the install task failed: {e}"))
-                    });
-                // Remember the object while its verdict holds (installed, or refused for a
-                // reason that stands), so that the next checks do not download it again;
-                // otherwise (a local failure) read it again.
-                let keep = v.holds(now(), installed_sweep);
-                self.etag = keep.then_some(etag);
-                self.refused = (!v.outcome.good() && keep).then(|| v.clone());
-                v
             }
             Err(e) => Verdict::new(Outcome::Error, Basis::Here, e),
         };

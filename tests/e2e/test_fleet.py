@@ -512,6 +512,33 @@ def test_a_poller_does_not_download_a_huge_foreign_object_to_learn_its_header(wo
     assert st["s3_bytes"] < (8 << 20), f"{st['s3_bytes']} bytes read back"
 
 
+
+def test_a_follower_that_cannot_install_keeps_the_object_instead_of_downloading_it_again(
+        world, tmp_path, trap, daemons):
+    """Issue 22, item 7: a local failure to install (here the snapshot's place is taken by a
+    directory, as a full disk would fail it) made every check download the whole object again.
+    Now the object is kept in memory: the next checks are 304s and install from memory, and once
+    the place is free the object is installed without another download."""
+    f = make_follower(tmp_path, "follower", world.url, trap, [world.poller.pub])
+    f.snapshot.mkdir()
+    world.publish()
+    daemons.start(f)
+    assert wait_for(lambda: f.outcome() == "error", 15), (f.status_file(), f.log()[-1500:])
+    before = f.status_file()
+    time.sleep(3.5)  # three more checks
+    after = f.status_file()
+    assert after["follow_outcome"] == "error", after
+    assert after["s3_requests"] >= before["s3_requests"] + 2, (before, after)
+    assert after["s3_bytes"] == before["s3_bytes"], "the object was downloaded again"
+    f.snapshot.rmdir()
+    assert wait_for(lambda: f.outcome() == "installed" or f.snapshot.is_file(), 15), f.log()[-1500:]
+    assert f.snapshot.read_bytes() == world.bucket.get()
+    assert f.status_file()["s3_bytes"] == before["s3_bytes"], "installed from memory"
+    assert f.answer(NAME) == (0, [world.ip[world.on]])
+    codes = daemons.stop_all()
+    assert set(codes.values()) == {0}, codes
+
+
 # 4. Two pollers on one object.
 
 def test_two_pollers_racing_never_put_an_older_sweep_over_a_newer_one(fleet, bucket, tmp_path, moto_url,
