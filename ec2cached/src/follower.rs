@@ -79,13 +79,18 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
             ),
         );
     }
+    // The key that signed it (empty without trusted_keys: nothing is verified), for the mark.
+    let mut signer = String::new();
     if !follow.trusted_keys.is_empty() {
-        if let Err(r) = keys::verify(bytes, &follow.trusted_keys) {
-            let outcome = match r {
-                Refusal::Corrupt(_) => Outcome::RefusedCorrupt,
-                _ => Outcome::RefusedSignature,
-            };
-            return Verdict::new(outcome, Basis::Bytes, r.to_string());
+        match keys::signer(bytes, &follow.trusted_keys) {
+            Ok(k) => signer = keys::public_text(&k),
+            Err(r) => {
+                let outcome = match r {
+                    Refusal::Corrupt(_) => Outcome::RefusedCorrupt,
+                    _ => Outcome::RefusedSignature,
+                };
+                return Verdict::new(outcome, Basis::Bytes, r.to_string());
+            }
         }
     }
     let snap = match Snapshot::parse(bytes) {
@@ -143,13 +148,6 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     // beside it is the newest sweep verified here.
     let verified = !follow.trusted_keys.is_empty();
     let trusted_texts: Vec<String> = follow.trusted_keys.iter().map(keys::public_text).collect();
-    // The signer of this object, for the mark (it verified above).
-    let signer = nss_ec2_snapshot::signed::split(bytes)
-        .ok()
-        .flatten()
-        .and_then(|s| ed25519_dalek::VerifyingKey::from_bytes(&s.public_key).ok())
-        .map(|k| keys::public_text(&k))
-        .unwrap_or_default();
     // A mark set by a key since removed from trusted_keys does not count (as the snapshot it
     // signed does not); a mark without a key (none recorded) does.
     if let Some((mark, _)) = writer::high_water(&cfg.snapshot).filter(|(m, k)| {

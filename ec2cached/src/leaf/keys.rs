@@ -150,6 +150,11 @@ impl std::fmt::Display for Refusal {
 /// Checks that `bytes` is signed by one of `trusted` (strict verification: no malleable or
 /// small-order signatures).
 pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<(), Refusal> {
+    signer(bytes, trusted).map(|_| ())
+}
+
+/// [`verify`], returning the trusted key that signed.
+pub fn signer(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<VerifyingKey, Refusal> {
     let parts = signed::split(bytes)
         .map_err(|e| Refusal::Corrupt(e.to_string()))?
         .ok_or(Refusal::Unsigned)?;
@@ -158,6 +163,7 @@ pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<(), Refusal> {
         .find(|k| k.as_bytes() == &parts.public_key)
         .ok_or_else(|| Refusal::UnknownKey(format!("{PUBLIC_PREFIX}{}", hex(&parts.public_key))))?;
     key.verify_strict(parts.message, &Signature::from_bytes(&parts.signature))
+        .map(|()| *key)
         .map_err(|_| Refusal::BadSignature)
 }
 

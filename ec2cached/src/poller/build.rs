@@ -22,18 +22,9 @@ pub struct Published {
     pub requests: u32,
 }
 
-/// Builds the snapshot of a sweep, signs it with `signer` (fleet mode) and installs it.
-pub fn publish(
-    cfg: &Config,
-    sweep: &Sweep,
-    generated: u64,
-    signer: Option<&ed25519_dalek::SigningKey>,
-) -> Result<Published, String> {
-    publish_then(cfg, sweep, generated, signer, |_| {})
-}
-
-/// [`publish`], calling `before` with what is about to be installed, just before the new
-/// snapshot becomes visible (not when the installed one has the same bytes).
+/// Builds the snapshot of a sweep, signs it with `signer` (fleet mode) and installs it, calling
+/// `before` with what is about to be installed just before the new snapshot becomes visible (not
+/// when the installed one has the same bytes).
 fn publish_then(
     cfg: &Config,
     sweep: &Sweep,

@@ -147,8 +147,8 @@ impl Publisher {
     /// The sweep time of an object read back, if it is a pollers' snapshot: signed by this
     /// poller or a peer, for this domain, not from the far future. Anything else (written by
     /// someone else, damaged, a broken clock) counts as the oldest sweep, 0, and is replaced.
-    fn sweep_of(&self, body: &[u8]) -> u64 {
-        if keys::verify(body, &self.pollers).is_err() {
+    fn sweep_of(&self, body: &[u8], by_a_poller: bool) -> u64 {
+        if !by_a_poller {
             return 0;
         }
         Snapshot::parse(body)
@@ -191,8 +191,9 @@ impl Publisher {
                     })
                 }
                 Got::Object { etag, body } => {
-                    let generated = self.sweep_of(&body);
-                    let foreign = match keys::verify(&body, &self.pollers) {
+                    let verified = keys::verify(&body, &self.pollers);
+                    let generated = self.sweep_of(&body, verified.is_ok());
+                    let foreign = match verified {
                         Err(keys::Refusal::UnknownKey(k)) => Some(k),
                         _ => None,
                     };
