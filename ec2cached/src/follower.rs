@@ -82,11 +82,14 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     // The key that signed it (empty without trusted_keys: nothing is verified), for the mark.
     let mut signer = String::new();
     if !follow.trusted_keys.is_empty() {
-        match keys::signer(bytes, &follow.trusted_keys) {
+        match keys::signer(bytes, &follow.trusted_keys, &follow.fleet) {
             Ok(k) => signer = keys::public_text(&k),
             Err(r) => {
                 let outcome = match r {
                     Refusal::Corrupt(_) => Outcome::RefusedCorrupt,
+                    // Another fleet's snapshot (spec part 3: `refused_domain`), or one bound
+                    // to no fleet.
+                    Refusal::OtherFleet(_) | Refusal::NoFleet => Outcome::RefusedDomain,
                     _ => Outcome::RefusedSignature,
                 };
                 return Verdict::new(outcome, Basis::Bytes, r.to_string());
@@ -115,19 +118,29 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     }
     let h = snap.header();
     let age = now().saturating_sub(h.generated_unix);
-    if h.max_age_secs != 0 && age > u64::from(h.max_age_secs) {
-        // An old object put back in S3 cannot reach a host that has nothing newer (a new host,
-        // an emptied state directory) once it has expired: it would answer UNAVAIL anyway.
+    // An old object put back in S3 cannot reach a host that has nothing newer (a new host, an
+    // emptied state directory) once it has expired: it would answer UNAVAIL anyway. One that
+    // carries no max_age (a poller from before fleets were bounded) is bounded here.
+    if let Some(bound) = follow
+        .install_bound(h.max_age_secs)
+        .filter(|b| age > u64::from(*b))
+    {
+        let whose = if h.max_age_secs == bound {
+            "its max_age"
+        } else if h.max_age_secs == 0 {
+            "the bound for an object without max_age ([follow] max_age)"
+        } else {
+            "[follow] max_age"
+        };
         return Verdict::new(
             Outcome::RefusedRollback,
             Basis::Expiry {
                 generated: h.generated_unix,
-                max_age: u64::from(h.max_age_secs),
+                max_age: u64::from(bound),
             },
             format!(
-                "expired: its sweep ({}) is {age} s old, more than its max_age ({} s)",
+                "expired: its sweep ({}) is {age} s old, more than {whose} ({bound} s)",
                 utc(h.generated_unix),
-                h.max_age_secs
             ),
         );
     }
@@ -173,7 +186,7 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
         if follow.trusted_keys.is_empty() {
             writer::within_slack(installed)
         } else {
-            keys::verify(current, &follow.trusted_keys).is_ok()
+            keys::verify(current, &follow.trusted_keys, &follow.fleet).is_ok()
         }
     };
     let mark = || {
@@ -417,6 +430,8 @@ mod tests {
         nss_ec2_snapshot::format::tiny(domain, generated, v4)
     }
 
+    const FLEET: &str = "s3://b/hosts.snap";
+
     fn setup(trusted: &[&SigningKey]) -> (tempfile::TempDir, Config, Follow) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = Config::parse(
@@ -428,8 +443,59 @@ mod tests {
             url: None,
             trusted_keys: trusted.iter().map(|k| k.verifying_key()).collect(),
             max_size: 1 << 20,
+            fleet: FLEET.into(),
+            // These sweeps are of 1970: no age bound here but the tests of it.
+            max_age: Some(u32::MAX),
         };
         (dir, cfg, follow)
+    }
+
+    /// Issue 22, item 1 (follower side): an object that carries no max_age (from a poller before
+    /// fleets were bounded) is bounded by the follower: 4 h, or `[follow] max_age`, which also
+    /// lowers an object's own bound. The refusal names which bound.
+    #[test]
+    fn an_object_without_max_age_is_bounded_by_the_follower() {
+        let good = SigningKey::from_bytes(&[1; 32]);
+        let (_dir, cfg, mut follow) = setup(&[&good]);
+        follow.max_age = None;
+        let old = now() - u64::from(crate::config::UNBOUND_MAX_AGE) - 60;
+        let v = check_and_install(
+            &cfg,
+            &follow,
+            &keys::sign(&good, FLEET, &snap("ec2", old, 1)).unwrap(),
+        );
+        assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
+        assert!(
+            v.why.contains("without max_age") && v.why.contains("14400 s"),
+            "{}",
+            v.why
+        );
+        assert!(!cfg.snapshot.exists());
+        let recent = now() - 600;
+        follow.max_age = Some(300);
+        let v = check_and_install(
+            &cfg,
+            &follow,
+            &keys::sign(&good, FLEET, &snap("ec2", recent, 1)).unwrap(),
+        );
+        assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
+        assert!(v.why.contains("(300 s)"), "{}", v.why);
+        follow.max_age = None;
+        let v = check_and_install(
+            &cfg,
+            &follow,
+            &keys::sign(&good, FLEET, &snap("ec2", recent, 1)).unwrap(),
+        );
+        assert_eq!(v.outcome, Outcome::Installed, "{}", v.why);
+        // With [follow], an unsigned file for `install` (no trusted_keys) is bounded too.
+        let (_dir2, cfg2, mut open) = setup(&[]);
+        open.max_age = None;
+        let v = check_and_install(&cfg2, &open, &snap("ec2", 100, 1));
+        assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
+        // Without [follow] (`install` on a plain host): the operator's own file, no bound.
+        open.max_age = Some(u32::MAX);
+        let v = check_and_install(&cfg2, &open, &snap("ec2", 100, 1));
+        assert_eq!(v.outcome, Outcome::Installed, "{}", v.why);
     }
 
     #[test]
@@ -437,7 +503,7 @@ mod tests {
         let good = SigningKey::from_bytes(&[1; 32]);
         let other = SigningKey::from_bytes(&[2; 32]);
         let (_dir, cfg, follow) = setup(&[&good]);
-        let v1 = keys::sign(&good, &snap("ec2", 100, 1)).unwrap();
+        let v1 = keys::sign(&good, FLEET, &snap("ec2", 100, 1)).unwrap();
         assert_eq!(
             check_and_install(&cfg, &follow, &v1).outcome,
             Outcome::Installed
@@ -446,22 +512,27 @@ mod tests {
             check_and_install(&cfg, &follow, &v1).outcome,
             Outcome::Unchanged
         );
-        let mut flipped = keys::sign(&good, &snap("ec2", 200, 2)).unwrap();
-        let at = flipped.len() - 120;
+        let mut flipped = keys::sign(&good, FLEET, &snap("ec2", 200, 2)).unwrap();
+        let at = flipped.len() - nss_ec2_snapshot::signed::TRAILER_LEN - FLEET.len() - 16;
         flipped[at] ^= 0x40;
         let cases = [
             (snap("ec2", 200, 2), Outcome::RefusedSignature),
             (
-                keys::sign(&other, &snap("ec2", 200, 2)).unwrap(),
+                keys::sign(&other, FLEET, &snap("ec2", 200, 2)).unwrap(),
                 Outcome::RefusedSignature,
             ),
             (flipped, Outcome::RefusedSignature),
+            // Issue 22, item 4: a trusted key, another fleet.
             (
-                keys::sign(&good, &snap("ec2", 50, 2)).unwrap(),
+                keys::sign(&good, "s3://staging/hosts.snap", &snap("ec2", 200, 2)).unwrap(),
+                Outcome::RefusedDomain,
+            ),
+            (
+                keys::sign(&good, FLEET, &snap("ec2", 50, 2)).unwrap(),
                 Outcome::RefusedRollback,
             ),
             (
-                keys::sign(&good, &snap("other", 200, 2)).unwrap(),
+                keys::sign(&good, FLEET, &snap("other", 200, 2)).unwrap(),
                 Outcome::RefusedDomain,
             ),
             (v1[..v1.len() - 1].to_vec(), Outcome::RefusedCorrupt),
@@ -476,12 +547,12 @@ mod tests {
             assert_eq!(std::fs::read(&cfg.snapshot).unwrap(), v1, "{why}");
         }
         // A later sweep by a trusted key, and an equal generation with other names, install.
-        let v2 = keys::sign(&good, &snap("ec2", 200, 2)).unwrap();
+        let v2 = keys::sign(&good, FLEET, &snap("ec2", 200, 2)).unwrap();
         assert_eq!(
             check_and_install(&cfg, &follow, &v2).outcome,
             Outcome::Installed
         );
-        let v2b = keys::sign(&good, &snap("ec2", 200, 3)).unwrap();
+        let v2b = keys::sign(&good, FLEET, &snap("ec2", 200, 3)).unwrap();
         assert_eq!(
             check_and_install(&cfg, &follow, &v2b).outcome,
             Outcome::Installed
@@ -548,7 +619,7 @@ mod tests {
     fn a_verdict_holds_while_what_it_rests_on_does() {
         let good = SigningKey::from_bytes(&[1; 32]);
         let (_dir, cfg, follow) = setup(&[&good]);
-        let signed = |bytes: &[u8]| keys::sign(&good, bytes).unwrap();
+        let signed = |bytes: &[u8]| keys::sign(&good, FLEET, bytes).unwrap();
         let t = now();
         let unsigned = check_and_install(&cfg, &follow, &snap("ec2", 100, 1));
         assert_eq!(unsigned.outcome, Outcome::RefusedSignature);
@@ -636,7 +707,7 @@ mod tests {
         );
         let (_dir, cfg, both) = setup(&[&old, &new]);
         let by = |k: &SigningKey, generated: u64, v4: u8| {
-            keys::sign(k, &snap("ec2", generated, v4)).unwrap()
+            keys::sign(k, FLEET, &snap("ec2", generated, v4)).unwrap()
         };
         assert_eq!(
             check_and_install(&cfg, &both, &by(&old, 200, 1)).outcome,
@@ -663,7 +734,8 @@ mod tests {
     fn a_clock_stepped_back_does_not_let_an_old_signed_sweep_in() {
         let key = SigningKey::from_bytes(&[1; 32]);
         let (_dir, cfg, follow) = setup(&[&key]);
-        let by = |generated: u64, v4: u8| keys::sign(&key, &snap("ec2", generated, v4)).unwrap();
+        let by =
+            |generated: u64, v4: u8| keys::sign(&key, FLEET, &snap("ec2", generated, v4)).unwrap();
         // Installed while this host's clock was right; now it reads an hour earlier.
         let ahead = by(now() + 3600, 1);
         std::fs::write(&cfg.snapshot, &ahead).unwrap();
@@ -678,7 +750,8 @@ mod tests {
     fn an_emptied_state_directory_does_not_reopen_rollback() {
         let key = SigningKey::from_bytes(&[1; 32]);
         let (_dir, cfg, follow) = setup(&[&key]);
-        let by = |generated: u64, v4: u8| keys::sign(&key, &snap("ec2", generated, v4)).unwrap();
+        let by =
+            |generated: u64, v4: u8| keys::sign(&key, FLEET, &snap("ec2", generated, v4)).unwrap();
         let t = now();
         assert_eq!(
             check_and_install(&cfg, &follow, &by(t, 1)).outcome,

@@ -240,6 +240,9 @@ fn fleet_unchecked() -> ec2cached::config::Follow {
         url: None,
         trusted_keys: Vec::new(),
         max_size: ec2cached::config::DEFAULT_MAX_SIZE,
+        fleet: String::new(),
+        // No [follow]: no fleet bound, the operator's own file (an object's max_age still holds).
+        max_age: Some(u32::MAX),
     }
 }
 

@@ -95,14 +95,18 @@ class Node(Host):
 
     def follower(self, trusted_keys, url=URL, **keys):
         """A follower's config: snapshot, interval (and other top-level KEYS), [follow]."""
-        follow = {k: v for k, v in keys.items() if k in ("max_size",)}
+        order = ["url", "trusted_keys", "fleet", "max_size", "max_age"]
+        follow = {k: v for k, v in keys.items() if k in order}
         top = {k: v for k, v in keys.items() if k not in follow}
         top.setdefault("snapshot", str(self.snapshot))
         if url is not None:
             follow["url"] = url
+        elif trusted_keys:
+            # `install` only: the fleet is named (the pollers' default, their url).
+            follow.setdefault("fleet", URL)
         follow["trusted_keys"] = list(trusted_keys)
         # url first, as the packaged config shows it.
-        follow = dict(sorted(follow.items(), key=lambda kv: ["url", "trusted_keys", "max_size"].index(kv[0])))
+        follow = dict(sorted(follow.items(), key=lambda kv: order.index(kv[0])))
         write_config(self.config, top, {"follow": follow})
         return self
 

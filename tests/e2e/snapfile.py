@@ -74,6 +74,39 @@ class Snap:
         return bytes(self.b)
 
 
+def resign(data, secret_path, fleet, generated=None, max_age=None, unbound=False):
+    """DATA (a signed or unsigned snapshot) signed again with the `keygen` secret at SECRET_PATH
+    for FLEET, written here from docs/snapshot-format.md ("Signed snapshots") and not from the
+    Rust code, after setting its sweep time and max_age. UNBOUND: the first trailer (magic
+    SIG1, no fleet), as pollers before fleet identities signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    seed = bytes.fromhex(open(secret_path).read().strip().split(":", 1)[1])
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    s = Snap(data)
+    off = s.get32(136)
+    if off:
+        s.b = s.b[:off]
+    s.put32(136, 0)
+    s.put32(140, 0)
+    s.set_header(generated, max_age)
+    n = len(s.b)
+    fleet = fleet.encode()
+    tlen = 104 if unbound else 106 + len(fleet)
+    struct.pack_into("<Q", s.b, 16, n + tlen)
+    s.put32(136, n)
+    s.put32(140, tlen)
+    s.seal()
+    if unbound:
+        msg = bytes(s.b)
+        tail = b"\x89EC2SIG1"
+    else:
+        msg = bytes(s.b) + b"\x89EC2SIG2" + struct.pack("<H", len(fleet)) + fleet
+        tail = b""
+    pub = key.public_key().public_bytes_raw()
+    return msg + tail + pub + key.sign(msg)
+
+
 def fleet_json(n, group="g", service="web", net="10.1", v6=0):
     """`describe-instances` JSON: n running instances in GROUP listing SERVICE, private IPv4
     NET.x.y, and `v6` IPv6 addresses each (2001:db8:NET:i::k)."""

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import EC2CACHED, Host
 from fleethelp import URL, Bucket, Daemons, Node, S3Proxy, generation, wait_for, write_config
+from snapfile import resign
 
 N_FOLLOWERS = 20
 NAME = "postgres.tphon.ec2"
@@ -52,18 +53,25 @@ def trap():
     p.stop()
 
 
-def make_poller(tmp_path, moto_url, name="poller", key=None, url=URL, **keys):
-    """A poller with [publish] to URL, signing with its own new key (or KEY: (path, public))."""
+def make_poller(tmp_path, moto_url, name="poller", key=None, url=URL, fleet=None, **keys):
+    """A poller with [publish] to URL, signing with its own new key (or KEY: (path, public)),
+    for FLEET (default: its url)."""
     p = Node(tmp_path, name, moto_url)
     p.key, p.pub = key or p.keygen()
     keys.setdefault("interval", 1)
-    return p.poller(publish={"url": url, "signing_key": str(p.key)}, **keys)
+    publish = {"url": url, "signing_key": str(p.key)}
+    if fleet is not None:
+        publish["fleet"] = fleet
+    return p.poller(publish=publish, **keys)
 
 
 def make_follower(tmp_path, name, url, trap, pubs, **keys):
-    """A follower reaching S3 at URL (moto or a proxy); EC2 only at the trap."""
+    """A follower reaching S3 at URL (moto or a proxy); EC2 only at the trap. `follows`: the
+    object's s3:// URL (default: the fleet's)."""
     f = Node(tmp_path, name, url, extra_env={"AWS_ENDPOINT_URL_EC2": trap.url})
     keys.setdefault("interval", 1)
+    if "follows" in keys:
+        keys["url"] = keys.pop("follows")
     return f.follower(pubs, **keys)
 
 
@@ -297,7 +305,7 @@ class World:
             return self.bucket.get("stranger.snap")
         if kind == "other_domain":
             r = make_poller(self.tmp, self.url, f"other{n}", key=(self.poller.key, self.poller.pub),
-                            url=f"s3://{self.bucket.name}/other.snap", domain="other")
+                            url=f"s3://{self.bucket.name}/other.snap", fleet=URL, domain="other")
             r.refresh()
             return self.bucket.get("other.snap")
         if kind == "tampered":
@@ -486,7 +494,7 @@ def test_a_poller_says_when_it_replaces_an_object_signed_by_an_unknown_key(world
     assert "signed by ed25519:" in r.stderr and "peer_keys" in r.stderr, r.stderr
     assert world.poller.pub in r.stderr, r.stderr
     st = other.status_file()
-    assert st["s3_foreign_replaced"] == 1 and st["s3_foreign_key"] == world.poller.pub, st
+    assert st["s3_foreign_replaced"] == 1 and world.poller.pub in st["s3_foreign_key"], st
     status = other.ec2cached("status").stdout
     assert "foreign object:" in status and world.poller.pub in status, status
     prom = (tmp_path / "other.prom").read_text()
@@ -537,6 +545,81 @@ def test_a_follower_that_cannot_install_keeps_the_object_instead_of_downloading_
     assert f.answer(NAME) == (0, [world.ip[world.on]])
     codes = daemons.stop_all()
     assert set(codes.values()) == {0}, codes
+
+
+def test_a_new_follower_bounds_an_object_that_carries_no_max_age(world, tmp_path, trap):
+    """Issue 22, item 1 (follower side): an object from a poller that bounded nothing (max_age
+    0, as before fleets were bounded) was installed by a follower with nothing installed however
+    old (a sweep of 1970, one of 5 hours). Now the follower bounds it: 4 hours, or its own
+    `[follow] max_age`, which also lowers an object's own max_age."""
+    good = world.publish()
+    now = int(time.time())
+    key = world.poller.key
+    for age in (now - 1, 5 * 3600):
+        world.bucket.put(resign(good, key, URL, generated=now - age, max_age=0))
+        f = make_follower(tmp_path, f"new{age}", world.url, trap, [world.poller.pub])
+        r = f.refresh(check=False)
+        assert r.returncode == 1, r.stderr
+        why = last_line(r.stderr)
+        assert "expired" in why and "without max_age" in why and "(14400 s)" in why, why
+        assert not f.snapshot.exists()
+        assert f.status_file()["follow_outcome"] == "refused_rollback"
+        assert f.answer(NAME)[0] != 0
+    # An hour old: within the bound, installed and answered.
+    world.bucket.put(resign(good, key, URL, generated=now - 3600, max_age=0))
+    f = make_follower(tmp_path, "recent", world.url, trap, [world.poller.pub])
+    f.refresh()
+    assert f.answer(NAME) == (0, [world.ip[world.on]])
+    # [follow] max_age = 1800: the same object is too old for this host, and so is the
+    # poller's own (max_age 4 h) once re-dated 40 minutes back.
+    strict = make_follower(tmp_path, "strict", world.url, trap, [world.poller.pub], max_age=1800)
+    r = strict.refresh(check=False)
+    assert r.returncode == 1 and "(1800 s)" in last_line(r.stderr), r.stderr
+    world.bucket.put(resign(good, key, URL, generated=now - 2400))
+    r = strict.refresh(check=False)
+    assert r.returncode == 1 and "[follow] max_age (1800 s)" in last_line(r.stderr), r.stderr
+    assert not strict.snapshot.exists()
+
+
+def test_a_snapshot_signed_for_another_fleet_is_refused_even_by_a_trusted_key(world, tmp_path, trap):
+    """Issue 22, item 4: staging and prod on the default domain, sharing a key, installed each
+    other's snapshots. The signature now binds a fleet identity (by default the object's URL):
+    prod's followers refuse staging's object and say whose it is; prod's poller replaces it and
+    says so; staging's own followers install it."""
+    staging_url = f"s3://{world.bucket.name}/staging.snap"
+    staging = make_poller(tmp_path, world.url, "staging", key=(world.poller.key, world.poller.pub),
+                          url=staging_url)
+    f = make_follower(tmp_path, "prod", world.url, trap, [world.poller.pub])
+    world.publish()
+    f.refresh()
+    installed = f.snapshot.read_bytes()
+    want = world.ip[world.on]
+    world.move()
+    staging.refresh()
+    theirs = world.bucket.get("staging.snap")
+    assert generation(theirs) > generation(installed)
+    world.bucket.put(theirs)
+    r = f.refresh(check=False)
+    assert r.returncode == 1, r.stderr
+    why = last_line(r.stderr)
+    assert f'signed for fleet "{staging_url}", not this one' in why, why
+    assert f.snapshot.read_bytes() == installed and f.answer(NAME) == (0, [want])
+    assert f.status_file()["follow_outcome"] == "refused_domain"
+    # Prod's poller replaces it and says whose it was.
+    r = world.poller.refresh()
+    assert f'signed for fleet "{staging_url}"' in r.stderr, r.stderr
+    assert "foreign object:" in world.poller.ec2cached("status").stdout
+    f.refresh()
+    assert f.answer(NAME) == (0, [world.ip[world.on]])
+    # Staging's followers (fleet = its url) take staging's object.
+    s = make_follower(tmp_path, "staging-follower", world.url, trap, [world.poller.pub],
+                      follows=staging_url)
+    s.refresh()
+    assert s.snapshot.read_bytes() == theirs
+    # A signature from before fleet identities binds no fleet: refused, and said why.
+    world.bucket.put(resign(theirs, world.poller.key, "", generated=int(time.time()), unbound=True))
+    r = f.refresh(check=False)
+    assert r.returncode == 1 and "signed for no fleet" in last_line(r.stderr), r.stderr
 
 
 # 4. Two pollers on one object.

@@ -15,6 +15,7 @@ pub(super) struct RawPublish {
     signing_key: PathBuf,
     republish_after: Option<u32>,
     peer_keys: Option<Vec<String>>,
+    fleet: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -23,6 +24,8 @@ pub(super) struct RawFollow {
     url: Option<String>,
     trusted_keys: Option<Vec<String>>,
     max_size: Option<u64>,
+    fleet: Option<String>,
+    max_age: Option<u32>,
 }
 
 /// `[publish]`: where a poller uploads each good sweep, signed.
@@ -38,6 +41,8 @@ pub struct Publish {
     /// Public keys of the other pollers of the object: their snapshots count as sweeps (a later
     /// one is not replaced); anything else in S3 is replaced.
     pub peer_keys: Vec<VerifyingKey>,
+    /// The fleet identity signed into every snapshot (default: `url`).
+    pub fleet: String,
 }
 
 /// `[follow]`: this host installs what a poller published instead of polling EC2.
@@ -49,6 +54,41 @@ pub struct Follow {
     pub trusted_keys: Vec<VerifyingKey>,
     /// The largest object accepted, in bytes.
     pub max_size: u64,
+    /// The fleet a snapshot must be signed for (default: `url`; required with `trusted_keys`
+    /// and no `url`); empty without `trusted_keys`.
+    pub fleet: String,
+    /// The oldest sweep installed, in seconds: `None` is the object's own `max_age`, and
+    /// [`UNBOUND_MAX_AGE`] for an object that has none; set, the smaller of the two.
+    pub max_age: Option<u32>,
+}
+
+/// The oldest sweep a follower installs from an object that carries no `max_age` (0: from a
+/// poller before fleets were bounded, or an unsigned `install`), unless `[follow] max_age` says.
+pub const UNBOUND_MAX_AGE: u32 = super::across::PUBLISH_MAX_AGE;
+
+impl Follow {
+    /// The oldest sweep this host installs from an object whose own `max_age` is `carried`
+    /// (`None`: no bound: `install` on a host without `[follow]` sets `max_age` to `u32::MAX`
+    /// and takes the operator's own file, not a feed, however old).
+    pub fn install_bound(&self, carried: u32) -> Option<u32> {
+        let bound = match (carried, self.max_age) {
+            (0, set) => set.unwrap_or(UNBOUND_MAX_AGE),
+            (c, None) => c,
+            (c, Some(set)) => c.min(set),
+        };
+        (bound != u32::MAX).then_some(bound)
+    }
+}
+
+/// A fleet identity: `fleet` if set, else the object's URL.
+fn fleet_id(set: Option<String>, url: Option<&S3Url>, key: &str) -> Checked<String> {
+    let id = match (set, url) {
+        (Some(f), _) => f,
+        (None, Some(u)) => u.to_string(),
+        (None, None) => return Ok(String::new()),
+    };
+    nss_ec2_snapshot::signed::check_fleet(&id).map_err(|e| at(key, e))?;
+    Ok(id)
 }
 
 /// Default `[follow] max_size`: 64 MiB, about four times a 100 000-instance snapshot.
@@ -88,11 +128,13 @@ pub(super) fn publish(p: RawPublish, timing: &Timing) -> Checked<Publish> {
     if p.signing_key.as_os_str().is_empty() {
         return Err(at("publish.signing_key", "must be a file"));
     }
+    let fleet = fleet_id(p.fleet, Some(&url), "publish.fleet")?;
     Ok(Publish {
         url,
         signing_key: p.signing_key,
         republish_after,
         peer_keys: keys(p.peer_keys, "publish.peer_keys")?,
+        fleet,
     })
 }
 
@@ -113,9 +155,39 @@ pub(super) fn follow(f: RawFollow) -> Checked<Follow> {
     if !(4096..=1 << 30).contains(&max_size) {
         return Err(at("follow.max_size", "must be 4096 bytes to 1 GiB"));
     }
+    if trusted_keys.is_empty() && f.fleet.is_some() {
+        return Err(at(
+            "follow.fleet",
+            "needs trusted_keys: only a signature binds a snapshot to a fleet",
+        ));
+    }
+    if url.is_none() && !trusted_keys.is_empty() && f.fleet.is_none() {
+        return Err(at(
+            "follow.fleet",
+            "must name the fleet with trusted_keys and no url: the poller's [publish] fleet, \
+             by default its url (\"s3://bucket/key\")",
+        ));
+    }
+    let fleet = if trusted_keys.is_empty() {
+        String::new()
+    } else {
+        fleet_id(f.fleet, url.as_ref(), "follow.fleet")?
+    };
+    if f.max_age == Some(0) {
+        return Err(at(
+            "follow.max_age",
+            format!(
+                "must not be 0: a follower would install any sweep ever signed, however old \
+                 (leave it out for the poller's max_age, or {UNBOUND_MAX_AGE} s when an object \
+                 has none)"
+            ),
+        ));
+    }
     Ok(Follow {
         url,
         trusted_keys,
         max_size,
+        fleet,
+        max_age: f.max_age,
     })
 }

@@ -17,7 +17,7 @@ mod polling;
 mod tests;
 
 pub use accounts::Account;
-pub use fleet::{Follow, Publish, DEFAULT_MAX_SIZE};
+pub use fleet::{Follow, Publish, DEFAULT_MAX_SIZE, UNBOUND_MAX_AGE};
 
 use crate::leaf::aws::one_line;
 use nss_ec2_snapshot::fleet::Rules;

@@ -172,13 +172,28 @@ fn publish_and_follow_sections_parse() {
     .unwrap();
     assert_eq!(f.trusted_keys.len(), 1);
     assert_eq!(f.max_size, DEFAULT_MAX_SIZE);
-    // No url: `install` checks signatures, nothing is followed.
-    assert!(parse(&format!("[follow]\ntrusted_keys = [\"{KEY}\"]"))
+    // The fleet identity defaults to the url, on both sides (issue 22, item 4).
+    assert_eq!(f.fleet, "s3://b-1/k");
+    assert_eq!(f.max_age, None);
+    let p = parse("[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"")
         .unwrap()
-        .follow
+        .publish
+        .unwrap();
+    assert_eq!(p.fleet, "s3://b-1/k");
+    let p = parse("[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"\nfleet = \"prod\"")
         .unwrap()
-        .url
-        .is_none());
+        .publish
+        .unwrap();
+    assert_eq!(p.fleet, "prod");
+    // No url: `install` checks signatures, nothing is followed; the fleet is then named.
+    let f = parse(&format!(
+        "[follow]\ntrusted_keys = [\"{KEY}\"]\nfleet = \"prod\"\nmax_age = 600"
+    ))
+    .unwrap()
+    .follow
+    .unwrap();
+    assert!(f.url.is_none());
+    assert_eq!((f.fleet.as_str(), f.max_age), ("prod", Some(600)));
 }
 
 #[test]
@@ -230,6 +245,26 @@ fn fleet_mistakes_name_the_key() {
         (
             "[follow]\nurl = \"s3://b-1/k\"\ncolour = 1".into(),
             "key `follow.colour`: unknown field",
+        ),
+        (
+            format!("[follow]\ntrusted_keys = [\"{KEY}\"]"),
+            "key `follow.fleet`: must name the fleet with trusted_keys and no url",
+        ),
+        (
+            "[follow]\nfleet = \"prod\"".into(),
+            "key `follow.fleet`: needs trusted_keys",
+        ),
+        (
+            format!("[follow]\nurl = \"s3://b-1/k\"\ntrusted_keys = [\"{KEY}\"]\nfleet = \"a b\""),
+            "key `follow.fleet`: must be printable ASCII without spaces",
+        ),
+        (
+            format!("[follow]\nurl = \"s3://b-1/k\"\ntrusted_keys = [\"{KEY}\"]\nmax_age = 0"),
+            "key `follow.max_age`: must not be 0",
+        ),
+        (
+            "[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"\nfleet = \"\"".into(),
+            "key `publish.fleet`: must be 1 to 255 characters",
         ),
         (
             "interval = 60\nmax_age = 200\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"".into(),

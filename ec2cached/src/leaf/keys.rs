@@ -110,9 +110,9 @@ pub fn load_signing(path: &Path) -> Result<SigningKey, String> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Signs an unsigned snapshot: the same snapshot with a signature trailer.
-pub fn sign(key: &SigningKey, unsigned: &[u8]) -> Result<Vec<u8>, String> {
-    let message = signed::prepare(unsigned).map_err(|e| format!("cannot sign: {e}"))?;
+/// Signs an unsigned snapshot for `fleet`: the same snapshot with a signature trailer.
+pub fn sign(key: &SigningKey, fleet: &str, unsigned: &[u8]) -> Result<Vec<u8>, String> {
+    let message = signed::prepare(unsigned, fleet).map_err(|e| format!("cannot sign: {e}"))?;
     let signature: Signature = key.sign(&message);
     Ok(signed::attach(
         message,
@@ -132,6 +132,10 @@ pub enum Refusal {
     BadSignature,
     /// The file is not a snapshot, or its trailer is damaged.
     Corrupt(String),
+    /// Signed for another fleet (its identity, escaped), by a trusted key or not.
+    OtherFleet(String),
+    /// Signed before fleet identities existed: bound to no fleet.
+    NoFleet,
 }
 
 impl std::fmt::Display for Refusal {
@@ -143,18 +147,33 @@ impl std::fmt::Display for Refusal {
                 write!(f, "the signature does not verify (changed after signing)")
             }
             Refusal::Corrupt(e) => write!(f, "{e}"),
+            Refusal::OtherFleet(x) => write!(
+                f,
+                "signed for fleet {x:?}, not this one (`fleet` in [follow], by default its url)"
+            ),
+            Refusal::NoFleet => write!(
+                f,
+                "signed for no fleet (by an ec2cached from before fleet identities): upgrade \
+                 the pollers"
+            ),
         }
     }
 }
 
-/// Checks that `bytes` is signed by one of `trusted` (strict verification: no malleable or
-/// small-order signatures).
-pub fn verify(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<(), Refusal> {
-    signer(bytes, trusted).map(|_| ())
+/// Checks that `bytes` is signed for `fleet` by one of `trusted` (strict verification: no
+/// malleable or small-order signatures).
+pub fn verify(bytes: &[u8], trusted: &[VerifyingKey], fleet: &str) -> Result<(), Refusal> {
+    signer(bytes, trusted, fleet).map(|_| ())
 }
 
-/// [`verify`], returning the trusted key that signed.
-pub fn signer(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<VerifyingKey, Refusal> {
+/// [`verify`], returning the trusted key that signed. In this order: an unknown key is said as
+/// such whatever its trailer claims; a trusted key's fleet is believed only once its signature
+/// (over the fleet too) verifies.
+pub fn signer(
+    bytes: &[u8],
+    trusted: &[VerifyingKey],
+    fleet: &str,
+) -> Result<VerifyingKey, Refusal> {
     let parts = signed::split(bytes)
         .map_err(|e| Refusal::Corrupt(e.to_string()))?
         .ok_or(Refusal::Unsigned)?;
@@ -162,14 +181,24 @@ pub fn signer(bytes: &[u8], trusted: &[VerifyingKey]) -> Result<VerifyingKey, Re
         .iter()
         .find(|k| k.as_bytes() == &parts.public_key)
         .ok_or_else(|| Refusal::UnknownKey(format!("{PUBLIC_PREFIX}{}", hex(&parts.public_key))))?;
+    let Some(theirs) = parts.fleet else {
+        return Err(Refusal::NoFleet);
+    };
     key.verify_strict(parts.message, &Signature::from_bytes(&parts.signature))
-        .map(|()| *key)
-        .map_err(|_| Refusal::BadSignature)
+        .map_err(|_| Refusal::BadSignature)?;
+    if theirs != fleet.as_bytes() {
+        return Err(Refusal::OtherFleet(
+            String::from_utf8_lossy(theirs).escape_debug().to_string(),
+        ));
+    }
+    Ok(*key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const F: &str = "s3://b/hosts.snap";
 
     fn snap() -> Vec<u8> {
         nss_ec2_snapshot::format::tiny("ec2", 1, 1)
@@ -206,14 +235,17 @@ mod tests {
         let a = SigningKey::from_bytes(&[1; 32]);
         let b = SigningKey::from_bytes(&[2; 32]);
         let plain = snap();
-        let signed = sign(&a, &plain).unwrap();
+        let signed = sign(&a, F, &plain).unwrap();
         assert_eq!(
-            verify(&signed, &[b.verifying_key(), a.verifying_key()]),
+            verify(&signed, &[b.verifying_key(), a.verifying_key()], F),
             Ok(())
         );
-        assert_eq!(verify(&plain, &[a.verifying_key()]), Err(Refusal::Unsigned));
+        assert_eq!(
+            verify(&plain, &[a.verifying_key()], F),
+            Err(Refusal::Unsigned)
+        );
         assert!(matches!(
-            verify(&signed, &[b.verifying_key()]),
+            verify(&signed, &[b.verifying_key()], F),
             Err(Refusal::UnknownKey(k)) if k == public_text(&a.verifying_key())
         ));
         // Any byte the module reads is covered: change an address, re-seal the header checksum.
@@ -222,14 +254,39 @@ mod tests {
         changed[at] ^= 1;
         nss_ec2_snapshot::format::seal_header(&mut changed);
         assert_eq!(
-            verify(&changed, &[a.verifying_key()]),
+            verify(&changed, &[a.verifying_key()], F),
             Err(Refusal::BadSignature)
         );
         let mut sig = signed.clone();
         let last = sig.len() - 1;
         sig[last] ^= 1;
         assert_eq!(
-            verify(&sig, &[a.verifying_key()]),
+            verify(&sig, &[a.verifying_key()], F),
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    /// Issue 22, item 4: a trusted key's signature for another fleet is refused, and the fleet
+    /// is signed: rewriting it in the trailer breaks the signature.
+    #[test]
+    fn a_signature_binds_one_fleet() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let staging = sign(&a, "s3://staging/hosts.snap", &snap()).unwrap();
+        assert_eq!(
+            verify(&staging, &[a.verifying_key()], "s3://prod/hosts.snap"),
+            Err(Refusal::OtherFleet("s3://staging/hosts.snap".into()))
+        );
+        let prod = sign(&a, "s3://prod/hosts.snap", &snap()).unwrap();
+        assert_eq!(
+            verify(&prod, &[a.verifying_key()], "s3://prod/hosts.snap"),
+            Ok(())
+        );
+        // Same length, other fleet: the identity is part of what is signed.
+        let mut forged = sign(&a, "s3://stage/hosts.snap", &snap()).unwrap();
+        let at = snap().len() + 10;
+        forged[at..at + 21].copy_from_slice(b"s3://prod1/hosts.snap");
+        assert_eq!(
+            verify(&forged, &[a.verifying_key()], "s3://prod1/hosts.snap"),
             Err(Refusal::BadSignature)
         );
     }

@@ -49,7 +49,8 @@ fn publish_then(
     };
     let mut bytes = built.table.encode(&meta).map_err(|e| e.to_string())?;
     if let Some(key) = signer {
-        bytes = crate::leaf::keys::sign(key, &bytes)?;
+        let fleet = cfg.publish.as_ref().map_or("", |p| p.fleet.as_str());
+        bytes = crate::leaf::keys::sign(key, fleet, &bytes)?;
     }
     // Never publish what a reader would refuse.
     Snapshot::parse(&bytes).map_err(|e| format!("self-check failed: {e}"))?;

@@ -45,7 +45,7 @@ struct Remote {
     etag: String,
     generated: u64,
     body: Vec<u8>,
-    /// Signed by a key that is neither this poller's nor a peer's: that key.
+    /// Signed by a key that is neither this poller's nor a peer's, or for another fleet: which.
     foreign: Option<String>,
 }
 
@@ -59,6 +59,8 @@ pub struct Publisher {
     /// `[publish] peer_keys`.
     pollers: Vec<ed25519_dalek::VerifyingKey>,
     domain: String,
+    /// The fleet identity signed into each snapshot and asked of those read back.
+    pub fleet: String,
     republish_after: u32,
     remote: Option<Remote>,
     /// The latest sweep this poller has seen in S3 (its own uploads and its peers'; kept in the
@@ -97,6 +99,7 @@ impl Publisher {
             key,
             pollers,
             domain: cfg.rules.domain.clone(),
+            fleet: p.fleet.clone(),
             republish_after: p.republish_after,
             remote: None,
             high_water: Status::load(&cfg.snapshot).s3_high_water,
@@ -191,10 +194,15 @@ impl Publisher {
                     })
                 }
                 Got::Object { etag, body } => {
-                    let verified = keys::verify(&body, &self.pollers);
+                    let verified = keys::verify(&body, &self.pollers, &self.fleet);
                     let generated = self.sweep_of(&body, verified.is_ok());
                     let foreign = match verified {
-                        Err(keys::Refusal::UnknownKey(k)) => Some(k),
+                        Err(keys::Refusal::UnknownKey(k)) => Some(format!(
+                            "signed by {k}, neither this poller's key nor in peer_keys"
+                        )),
+                        Err(e @ (keys::Refusal::OtherFleet(_) | keys::Refusal::NoFleet)) => {
+                            Some(e.to_string())
+                        }
                         _ => None,
                     };
                     self.remote = Some(Remote {
@@ -226,10 +234,10 @@ impl Publisher {
                 Put::Stored(etag) => {
                     if let Some(k) = self.remote.as_ref().and_then(|r| r.foreign.clone()) {
                         tracing::warn!(
-                            "replaced {}, which was signed by {k}: neither this poller's key \
-                             nor in [publish] peer_keys. If another poller writes this object, \
-                             list each other's keys in peer_keys, or each replaces the other's \
-                             snapshot at every sweep and followers flap",
+                            "replaced {}, which was {k}. If another poller writes this object, \
+                             list each other's keys in [publish] peer_keys and give them the \
+                             same fleet, or each replaces the other's snapshot at every sweep \
+                             and followers flap",
                             self.object.url
                         );
                         self.foreign_replaced = Some(k);

@@ -110,7 +110,7 @@ fn installed(r: &mut Report, cfg: &Config, st: &Status, now: u64) {
         .follow
         .as_ref()
         .filter(|f| !f.trusted_keys.is_empty())
-        .and_then(|f| crate::leaf::keys::verify(&bytes, &f.trusted_keys).err())
+        .and_then(|f| crate::leaf::keys::verify(&bytes, &f.trusted_keys, &f.fleet).err())
     {
         // A key removed from trusted_keys: what it signed still serves until replaced, but no
         // longer blocks an older object (follower::check_and_install).
@@ -182,8 +182,7 @@ fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
         r.line(
             "foreign object",
             format!(
-                "replaced {} time(s) an object signed by {k}, neither this poller's key nor in \
-                 peer_keys (last {}): does another poller write it?",
+                "replaced {} time(s) an object {k} (last {}): does another poller write it?",
                 st.s3_foreign_replaced,
                 when(t, now)
             ),
@@ -278,12 +277,16 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let snap = dir.path().join("hosts.snap");
-        let bytes = crate::leaf::keys::sign(&old, &nss_ec2_snapshot::format::tiny("ec2", now(), 1))
-            .unwrap();
+        let bytes = crate::leaf::keys::sign(
+            &old,
+            "s3://b/k",
+            &nss_ec2_snapshot::format::tiny("ec2", now(), 1),
+        )
+        .unwrap();
         std::fs::write(&snap, &bytes).unwrap();
         let cfg = |k: &SigningKey| {
             let text = format!(
-                "snapshot = {snap:?}\n[follow]\ntrusted_keys = [{:?}]",
+                "snapshot = {snap:?}\n[follow]\nfleet = \"s3://b/k\"\ntrusted_keys = [{:?}]",
                 crate::leaf::keys::public_text(&k.verifying_key())
             );
             Config::parse(&dir.path().join("c.toml"), &text).unwrap()
