@@ -351,6 +351,52 @@ label = "prod"
     assert len(status_lines) == len(set(status_lines)), status_lines
 
 
+def test_a_named_set_keeps_its_numbered_names_across_accounts(ec2, host, moto_url):
+    """Issue 22, item 14: a top-level [[name]] `db.prod`, a zone under `db` and an account
+    labelled `prod` made `1.db.prod.ec2` twice (the name's first member, and value "1" of the
+    zone in prod): every refresh failed (`name "1.db.prod.ec2" appears twice`) and all names
+    went stale. Now the set owns its numbered names: the refresh succeeds, the zone's value is
+    reported as not published, every other name resolves."""
+    w = World()
+    f = Fleet(ec2, cidr="10.1.0.0/16")
+    d1 = w.launch(f, groups=["misc"], tags={"role": "db"})
+    p = fleet_in(moto_url, "us-east-1", PROD, cidr="10.9.0.0/16")
+    n1 = w.launch(p, groups=["misc"], tags={"shard": "1"})
+    n2 = w.launch(p, groups=["misc"], tags={"shard": "2"})
+    n3 = w.launch(p, groups=["misc"], tags={"shard": "east"})
+    write_config(host, """
+[[zone]]
+key = "tag:shard"
+under = "db"
+
+[[name]]
+name = "db.prod"
+match = ["tag:role=db"]
+
+[[account]]
+regions = ["us-east-1"]
+
+[[account]]
+role_arn = "%s"
+regions = ["us-east-1"]
+label = "prod"
+""" % role(PROD), regions=["us-east-1"])
+    r = host.refresh(check=False)
+    assert r.returncode == 0, r.stderr
+    assert host.hosts("db.prod.ec2") == (0, [w.ip(d1)])
+    assert host.hosts("1.db.prod.ec2") == (0, [w.ip(d1)])
+    # The set's numbered names are all its own, however few members it has today: values "1"
+    # and "2" are not published; another value is.
+    assert host.hosts("2.db.prod.ec2")[0] == 2
+    assert_set(host, "east.db.prod.ec2", [w.ip(n3)])
+    assert host.hosts(f"{n1}.ec2") == (0, [w.ip(n1)])
+    assert host.hosts(f"{n2}.ec2") == (0, [w.ip(n2)])
+    lines = not_published_lines(host.ec2cached("status", check=False).stdout.replace('\\"', '"'))
+    for v in ("1", "2"):
+        assert any(f'tag:shard value "{v}"' in l and 'is a numbered name of [[name]] "db.prod"' in l
+                   for l in lines), lines
+
+
 # 3. A failing account, a failing region.
 
 @pytest.fixture
