@@ -6,6 +6,7 @@ Each test failed on the code before the fix it names.
 import subprocess
 
 from conftest import EC2CACHED, ROOT
+from test_facts_metrics import imds  # noqa: F401 (a fixture)
 
 
 def test_run_without_a_follow_url_is_a_configuration_error_the_unit_does_not_restart(tmp_path):
@@ -82,3 +83,24 @@ def test_sigterm_is_served_while_a_publish_waits_for_the_writers_lock(fleet, hos
     assert took < 3, f"SIGTERM took {took:.1f} s to be served: {err[-1500:]}"
     assert not host.snapshot.exists(), "nothing was published under another writer's lock"
 
+
+
+def test_facts_keep_a_service_whole_when_a_name_ends_like_it(fleet, host, imds):
+    """Issue 22, item 18: a [[name]] `postgres.tphon` made `facts` list the service
+    `readonly.postgres` (of group tphon) as `readonly`: the longest set ending the service's
+    name was stripped. Now the service's own set is (a zone's, never a [[name]])."""
+    import json
+
+    from test_facts_metrics import facts_env, tphon
+
+    f = tphon(fleet)
+    me = f["me"]
+    host.config.write_text(
+        f'snapshot = "{host.snapshot}"\nregions = ["us-east-1"]\n'
+        '[[zone]]\nkey = "security-group"\nservices = true\n'
+        '[[name]]\nname = "postgres.tphon"\nmatch = ["tag:services"]\n')
+    host.refresh()
+    got = json.loads(host.ec2cached("facts", env=facts_env(host, imds(me).url)).stdout)
+    assert got["services"] == ["postgres", "readonly.postgres"], got
+    assert "postgres.tphon" in got["groups"], got
+    assert host.hosts("readonly.postgres.tphon.ec2") == (0, [fleet.ipv4(me)])

@@ -175,7 +175,12 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
         }
     }
     // Groups: the sets the host is in (`G.D`, and zone and [[name]] sets), without the domain.
-    // Services: `S.SET.D` names, S being what comes before the longest such set's name.
+    // Services: `S.SET.D` names, S being what comes before the set the service belongs to: a
+    // zone's set, never a [[name]] (which has no services), so of the host's sets that end the
+    // name, the shortest, [[name]] sets of this config left out. Two zone sets never nest (a
+    // zone's `under` label is no value at the top), so only a [[name]] can end like a service
+    // (`[[name]] postgres.tphon` and `readonly.postgres.tphon.ec2`): the longest set would
+    // make that service `readonly`.
     let suffix = format!(".{domain}");
     let sets: Vec<&str> = names
         .iter()
@@ -186,13 +191,26 @@ pub fn from_snapshot(cfg: &Config, id: Identity, now: u64) -> Result<Facts, Stri
         .iter()
         .map(|n| n.strip_suffix(&suffix).unwrap_or(n).to_string())
         .collect();
+    let mut namespaces = vec![None];
+    namespaces.extend(cfg.rules.account_labels.iter().map(|l| Some(l.as_str())));
+    let and_names: BTreeSet<String> = cfg
+        .rules
+        .names
+        .iter()
+        .flat_map(|n| {
+            namespaces
+                .iter()
+                .map(|ns| format!("{}.{}", n.name, cfg.rules.suffix(*ns)))
+        })
+        .collect();
     let services: BTreeSet<String> = names
         .iter()
         .filter(|(_, k)| *k == Kind::Service)
         .filter_map(|(n, _)| {
             sets.iter()
+                .filter(|set| !and_names.contains(**set))
                 .filter_map(|set| n.strip_suffix(set)?.strip_suffix('.'))
-                .min_by_key(|s| s.len())
+                .max_by_key(|s| s.len())
                 .map(str::to_string)
         })
         .collect();
@@ -247,6 +265,35 @@ mod tests {
         assert_eq!(f.account_id, "000123456789");
         let json = serde_json::to_string(&f).unwrap();
         assert!(json.starts_with("{\"instance_id\":\"i-0a\""), "{json}");
+    }
+
+    /// Issue 22, item 18: a [[name]] that ends like a service name (`postgres.tphon`, and the
+    /// service `readonly.postgres` of group tphon) made `facts` list service `readonly`.
+    #[test]
+    fn a_name_that_ends_like_a_service_does_not_cut_the_service() {
+        let (d, _) = setup(0);
+        let text = format!(
+            "snapshot = {:?}\n[[zone]]\nkey = \"security-group\"\nservices = true\n\
+             [[name]]\nname = \"postgres.tphon\"\nmatch = [\"security-group=tphon\"]\n",
+            d.path().join("hosts.snap")
+        );
+        let cfg = Config::parse(&d.path().join("c.toml"), &text).unwrap();
+        let built = nss_ec2_snapshot::fleet::build(&crate::reports::fixture::fleet(), &cfg.rules);
+        let meta = nss_ec2_snapshot::Meta {
+            domain: "ec2".into(),
+            generated_unix: 1_000,
+            interval_secs: 30,
+            max_age_secs: 0,
+        };
+        std::fs::write(&cfg.snapshot, built.table.encode(&meta).unwrap()).unwrap();
+        let f = from_snapshot(&cfg, id("i-0a"), 2_000).unwrap();
+        assert!(
+            f.names.iter().any(|n| n == "postgres.tphon.ec2"),
+            "{:?}",
+            f.names
+        );
+        assert_eq!(f.services, ["postgres", "readonly.postgres"]);
+        assert_eq!(f.groups, ["postgres.tphon", "tphon", "web-front"]);
     }
 
     #[test]
