@@ -8,6 +8,9 @@ use nss_ec2_snapshot::format::VERSION;
 use nss_ec2_snapshot::Snapshot;
 use std::fmt::Write;
 
+/// How long `status` says that a poller replaced an object from an unknown writer.
+const FOREIGN_NEWS_SECS: u64 = 86_400;
+
 fn when(t: u64, now: u64) -> String {
     if t > now {
         // A poller's clock, or this host's, is wrong: say so rather than "0 s ago".
@@ -178,7 +181,13 @@ fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
     if let (Some(o), Some(t)) = (&st.publish_outcome, st.published_at) {
         r.line("last upload", format!("{}: {o}", when(t, now)));
     }
-    if let (Some(k), Some(t)) = (&st.s3_foreign_key, st.s3_foreign_at) {
+    // For a day after the last replacement: a writer that has stopped is no longer news (the
+    // count stays in the status file and the metric).
+    if let (Some(k), Some(t)) = (
+        &st.s3_foreign_key,
+        st.s3_foreign_at
+            .filter(|t| now.saturating_sub(*t) <= FOREIGN_NEWS_SECS),
+    ) {
         r.line(
             "foreign object",
             format!(
@@ -314,6 +323,28 @@ mod tests {
             when(1_090, 1_030),
             "1970-01-01T00:18:10Z (60 s in the future)"
         );
+    }
+
+    /// The `foreign object:` line is news for a day after the last replacement, then goes (the
+    /// count stays): it never cleared before.
+    #[test]
+    fn a_foreign_object_is_said_for_a_day() {
+        let st = Status {
+            s3_foreign_key: Some("signed by ed25519:ab".into()),
+            s3_foreign_at: Some(1_000_000),
+            s3_foreign_replaced: 3,
+            ..Status::default()
+        };
+        let text = |now: u64| {
+            let mut r = Report {
+                text: String::new(),
+                healthy: true,
+            };
+            ledger(&mut r, false, &st, now);
+            r.text
+        };
+        assert!(text(1_000_060).contains("foreign object: replaced 3 time(s) an object signed by"));
+        assert!(!text(1_000_000 + 86_401).contains("foreign object"));
     }
 
     #[test]
