@@ -256,6 +256,49 @@ pub fn read_everything(snap: &Snapshot<'_>) -> Result<(), nss_ec2_snapshot::Corr
     Ok(())
 }
 
+/// What a check saw before deciding (S3 traffic, the snapshot installed when it began), for its
+/// record in the status file.
+struct Seen {
+    url: String,
+    counts: (u64, u64),
+    started: u64,
+    installed: Option<nss_ec2_snapshot::Header>,
+}
+
+impl Seen {
+    /// Records a check's verdict in the status file (under its lock).
+    fn record(self, cfg: &Config, v: &Verdict) {
+        let (outcome, msg) = (v.outcome, &v.why);
+        Status::update(&cfg.snapshot, |st| {
+            st.s3_url = Some(self.url);
+            st.s3_requests = st.s3_requests.saturating_add(self.counts.0);
+            st.s3_bytes = st.s3_bytes.saturating_add(self.counts.1);
+            st.follow_outcome = Some(outcome.label().into());
+            let n = st.follow_fetches.entry(outcome.label().into()).or_default();
+            *n = n.saturating_add(1);
+            st.last_attempt = Some(self.started);
+            if outcome.good() {
+                st.last_success = Some(self.started);
+                st.consecutive_failures = 0;
+                let now_installed = if outcome == Outcome::Installed {
+                    std::fs::read(&cfg.snapshot)
+                        .ok()
+                        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
+                } else {
+                    self.installed
+                };
+                if let Some(h) = now_installed {
+                    st.names = h.names as usize;
+                    st.live = h.instances as usize;
+                    st.instances = st.live;
+                }
+            } else {
+                st.failed(self.started, &format!("{}: {msg}", outcome.label()));
+            }
+        });
+    }
+}
+
 /// A follower: the object, the last ETag seen, and the verdict on it.
 #[derive(Debug)]
 pub struct Follower {
@@ -286,35 +329,53 @@ impl Follower {
         })
     }
 
-    /// The checks and the install of an object (on tokio's blocking pool: the install may wait
-    /// for the writers' lock, up to 10 s, and the runtime goes on serving signals meanwhile),
-    /// and what to remember of it: its ETag while its verdict holds (installed, or refused for a
-    /// reason that stands), so that the next checks do not download it again; after a local
-    /// failure, the object itself, installed again from memory at the next check.
+    /// The checks and the install of an object, and the record of the check in the status
+    /// file (on tokio's blocking pool, in one task: the install may wait for the writers' lock,
+    /// up to 10 s, and the runtime goes on serving signals meanwhile; once it has replaced the
+    /// snapshot, the record follows, also when SIGTERM comes between, as the daemon lets
+    /// blocking tasks finish for half a second), and what to remember of it: its ETag while its
+    /// verdict holds (installed, or refused for a reason that stands), so that the next checks
+    /// do not download it again; after a local failure, the object itself, installed again from
+    /// memory at the next check.
     async fn decide(
         &mut self,
         cfg: &Config,
         follow: &Follow,
         etag: String,
         body: std::sync::Arc<Vec<u8>>,
-        installed_sweep: Option<u64>,
+        seen: Seen,
     ) -> Verdict {
         let (c, f, b) = (cfg.clone(), follow.clone(), body.clone());
-        let v = tokio::task::spawn_blocking(move || check_and_install(&c, &f, &b))
-            .await
-            .unwrap_or_else(|e| {
-                Verdict::new(
-                    Outcome::Error,
-                    Basis::Here,
-                    format!("the install task failed: {e}"),
-                )
-            });
+        let installed_sweep = seen.installed.map(|h| h.generated_unix);
+        let v = tokio::task::spawn_blocking(move || {
+            let v = check_and_install(&c, &f, &b);
+            seen.record(&c, &v);
+            v
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Verdict::new(
+                Outcome::Error,
+                Basis::Here,
+                format!("the install task failed: {e}"),
+            )
+        });
         let keep = v.holds(now(), installed_sweep);
         let unsaved = v.outcome == Outcome::Error;
         self.etag = (keep || unsaved).then_some(etag);
         self.refused = (!v.outcome.good() && keep).then(|| v.clone());
         self.unsaved = unsaved.then_some(body);
         v
+    }
+
+    /// What a check saw before deciding, for its record.
+    fn seen(&mut self, started: u64, installed: Option<nss_ec2_snapshot::Header>) -> Seen {
+        Seen {
+            url: self.object.url.to_string(),
+            counts: self.object.take_counts(),
+            started,
+            installed,
+        }
     }
 
     /// One check: conditional GET, then the checks and the install. Records the outcome in the
@@ -351,7 +412,8 @@ impl Follower {
                 // Not installed here last time (a local failure): again, from memory.
                 (None, Some(body)) => {
                     let etag = self.etag.clone().unwrap_or_default();
-                    self.decide(cfg, follow, etag, body, installed_sweep).await
+                    let seen = self.seen(started, installed);
+                    return self.decide(cfg, follow, etag, body, seen).await;
                 }
                 (None, None) => Verdict::new(Outcome::Unchanged, Basis::Bytes, "unchanged (304)"),
             },
@@ -384,38 +446,14 @@ impl Follower {
                 v
             }
             Ok(Got::Object { etag, body }) => {
-                self.decide(cfg, follow, etag, std::sync::Arc::new(body), installed_sweep)
-                    .await
+                let seen = self.seen(started, installed);
+                return self
+                    .decide(cfg, follow, etag, std::sync::Arc::new(body), seen)
+                    .await;
             }
             Err(e) => Verdict::new(Outcome::Error, Basis::Here, e),
         };
-        let (outcome, msg) = (verdict.outcome, &verdict.why);
-        let object = &mut self.object;
-        Status::update(&cfg.snapshot, |st| {
-            object.record(st);
-            st.follow_outcome = Some(outcome.label().into());
-            let n = st.follow_fetches.entry(outcome.label().into()).or_default();
-            *n = n.saturating_add(1);
-            st.last_attempt = Some(started);
-            if outcome.good() {
-                st.last_success = Some(started);
-                st.consecutive_failures = 0;
-                let now_installed = if outcome == Outcome::Installed {
-                    std::fs::read(&cfg.snapshot)
-                        .ok()
-                        .and_then(|b| Snapshot::parse(&b).ok().map(|s| s.header()))
-                } else {
-                    installed
-                };
-                if let Some(h) = now_installed {
-                    st.names = h.names as usize;
-                    st.live = h.instances as usize;
-                    st.instances = st.live;
-                }
-            } else {
-                st.failed(started, &format!("{}: {msg}", outcome.label()));
-            }
-        });
+        self.seen(started, installed).record(cfg, &verdict);
         verdict
     }
 }

@@ -312,9 +312,11 @@ fn main() -> ExitCode {
                 // Type=notify under systemd; does nothing elsewhere (no NOTIFY_SOCKET).
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             }));
-            // An install still waiting for the writers' lock is not waited for: the exit
-            // releases what it holds, and its temp file is removed as stale at the next start.
-            rt.shutdown_background();
+            // Blocking tasks get half a second: an install that has replaced the snapshot
+            // records it in the status file (microseconds); one still waiting for the writers'
+            // lock is not waited for: the exit releases what it holds, and its temp file is
+            // removed as stale at the next start.
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
             r
         }),
         Command::Refresh { from_file } => {
