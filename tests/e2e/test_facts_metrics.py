@@ -519,7 +519,13 @@ def alert_rules(path=RULES):
 def rule_metrics():
     """The metrics the alert expressions use."""
     exprs = " ".join(r["expr"] for r in alert_rules().values())
-    return set(re.findall(r"\bec2cached_[a-z_]+", exprs))
+    return set(re.findall(r"\bec2cached_[a-z0-9_]+", exprs))
+
+
+# Of the metrics the rules use: those only a host in a fleet writes (a poller with [publish], a
+# follower), and those only a poller writes.
+FLEET_ONLY = {"ec2cached_fleet_info", "ec2cached_s3_confirmed_sweep_timestamp_seconds"}
+POLLER_ONLY = {"ec2cached_sweep_duration_seconds", "ec2cached_s3_confirmed_sweep_timestamp_seconds"}
 
 
 def test_poller_metrics_after_failed_and_good_polls(fleet, host, moto_url):
@@ -543,7 +549,7 @@ def test_poller_metrics_after_failed_and_good_polls(fleet, host, moto_url):
         assert m["ec2cached_unpublished_names"] == 0
         for absent in ("ec2cached_last_success_timestamp_seconds", "ec2cached_snapshot_generation_timestamp_seconds",
                        "ec2cached_instances", "ec2cached_names", "ec2cached_sweep_duration_seconds",
-                       "ec2cached_follow_fetches_total", "ec2cached_s3_requests_total"):
+                       "ec2cached_follow_fetches_total", "ec2cached_s3_requests_total", *FLEET_ONLY):
             assert absent not in m.families, (absent, m.text)
         assert m.types["ec2cached_poll_failures_total"] == "counter"
         assert m.types["ec2cached_api_requests_total"] == "counter"
@@ -568,8 +574,11 @@ def test_poller_metrics_after_failed_and_good_polls(fleet, host, moto_url):
         assert m["ec2cached_api_requests_total"] == requests + proxy.requests == requests + 1
         assert m.by("ec2cached_poll_failures_total", "reason")["unreachable"] == 1, "a counter went back"
         assert m.types["ec2cached_instances"] == "gauge"
-        # What the alerts use is there (a follower's fetch counter apart: it tells followers).
-        assert rule_metrics() - {"ec2cached_follow_fetches_total"} <= m.families, rule_metrics() - m.families
+        # What the alerts use is there (a follower's fetch counter apart: it tells followers;
+        # and what only a host in a fleet writes).
+        want = rule_metrics() - {"ec2cached_follow_fetches_total"} - FLEET_ONLY
+        assert want <= m.families, want - m.families
+        assert not FLEET_ONLY & m.families, m.text
         only_the_textfile(d)
         good = dict(m)
 
@@ -675,6 +684,11 @@ def test_follower_metrics_count_fetches_by_outcome(fleet, tmp_path, moto_url):
     pm = Metrics(pprom)
     assert pm["ec2cached_s3_requests_total"] >= 1 and pm["ec2cached_s3_bytes_total"] >= len(obj), pm.text
     assert pm["ec2cached_snapshot_generation_timestamp_seconds"] == generation(obj)
+    # The sweep it put in S3, and its fleet (by default the object's url): the fleet alert's.
+    assert pm["ec2cached_s3_confirmed_sweep_timestamp_seconds"] == generation(obj), pm.text
+    assert pm[f'ec2cached_fleet_info{{fleet="{URL}",role="poller"}}'] == 1, pm.text
+    want = rule_metrics() - {"ec2cached_follow_fetches_total"}
+    assert want <= pm.families, want - pm.families
 
     t0 = time.time()
     follower.refresh()
@@ -690,9 +704,10 @@ def test_follower_metrics_count_fetches_by_outcome(fleet, tmp_path, moto_url):
     assert m["ec2cached_interval_seconds"] == 1
     assert m["ec2cached_s3_requests_total"] >= 1 and m["ec2cached_s3_bytes_total"] >= len(obj), m.text
     for poll_only in ("ec2cached_poll_failures_total", "ec2cached_api_requests_total",
-                      "ec2cached_sweep_duration_seconds", "ec2cached_unpublished_names"):
+                      "ec2cached_unpublished_names", *POLLER_ONLY):
         assert poll_only not in m.families, (poll_only, m.text)
-    assert rule_metrics() <= m.families, rule_metrics() - m.families
+    assert m[f'ec2cached_fleet_info{{fleet="{URL}",role="follower"}}'] == 1, m.text
+    assert rule_metrics() - POLLER_ONLY <= m.families, rule_metrics() - POLLER_ONLY - m.families
     only_the_textfile(d)
     requests, received, good = m["ec2cached_s3_requests_total"], m["ec2cached_s3_bytes_total"], dict(m)
 
@@ -728,6 +743,48 @@ def test_follower_metrics_count_fetches_by_outcome(fleet, tmp_path, moto_url):
     m = Metrics(prom)
     assert m["ec2cached_snapshot_generation_timestamp_seconds"] == generation(obj)
     only_the_textfile(d)
+
+
+def test_a_poller_whose_uploads_fail_says_which_sweep_s3_holds(fleet, tmp_path, moto_url):
+    """Issue 22, item 16: the sweep a poller last found in S3 (uploaded, or the same names
+    already there) is in its metrics beside its own snapshot's: when its uploads fail the two
+    part, and the fleet alert reads the first."""
+    fleet.launch(tags={"services": "postgres"})
+    bucket = Bucket(moto_url)
+    poller = Node(tmp_path, "poller", moto_url)
+    key, _ = poller.keygen()
+    prom = textfile_dir(poller) / "ec2cached.prom"
+    write_config(poller.config, {"snapshot": str(poller.snapshot), "regions": [REGION], "interval": 30},
+                 {"publish": {"url": URL, "signing_key": str(key)}, "metrics": {"textfile": str(prom)}})
+    confirmed = "ec2cached_s3_confirmed_sweep_timestamp_seconds"
+
+    def sweep():
+        # A sweep stamped a second later than the last (stamps are whole seconds).
+        time.sleep(1.1)
+        return poller.refresh(check=False, env=poller.env(AWS_ENDPOINT_URL_S3=s3))
+
+    s3 = moto_url
+    assert sweep().returncode == 0
+    m = Metrics(prom)
+    first = generation(bucket.get())
+    assert m[confirmed] == m["ec2cached_snapshot_generation_timestamp_seconds"] == first, m.text
+    # S3 unreachable: swept and published locally, not uploaded.
+    s3 = f"http://127.0.0.1:{free_port()}"
+    r = sweep()
+    assert r.returncode == 1, r.stderr
+    m = Metrics(prom)
+    assert m["ec2cached_snapshot_generation_timestamp_seconds"] == generation(poller.snapshot.read_bytes()) > first
+    assert m[confirmed] == first, m.text
+    assert m.by("ec2cached_poll_failures_total", "reason")["s3"] == 1 and m["ec2cached_consecutive_failures"] == 1
+    # S3 back: the same names are there, recent, and are not uploaded again, but the sweep that
+    # found them is what S3 is current as of.
+    s3 = moto_url
+    assert sweep().returncode == 0
+    m = Metrics(prom)
+    now_swept = generation(poller.snapshot.read_bytes())
+    assert poller.status_file()["publish_outcome"] == "unchanged"
+    assert generation(bucket.get()) == first < now_swept == m[confirmed], m.text
+    assert m["ec2cached_consecutive_failures"] == 0
 
 
 def test_an_expired_snapshot_is_not_present_in_the_metrics(fleet, host):
@@ -786,18 +843,21 @@ def humanize_duration(v):
     return f"{m}m {s}s"
 
 
-def expected(rules, name, instance, value):
-    """What promtool shows for alert NAME on INSTANCE with value VALUE: the rule's labels, and
-    its annotations rendered (the templates this file's rules use)."""
+def expected(rules, name, instance, value, fleet=None):
+    """What promtool shows for alert NAME with value VALUE: on INSTANCE (a host's alert, with its
+    instance and job labels) or, with FLEET, on that fleet (a fleet's alert: its `fleet` label
+    alone); the rule's labels, and its annotations rendered (the templates this file's rules use)."""
     rule = rules[name]
+    own = {"fleet": fleet} if fleet is not None else {"instance": instance, "job": "node"}
     ann = {}
     for k, t in rule.get("annotations", {}).items():
-        t = re.sub(r"\{\{ *\$labels\.instance *\}\}", instance, t)
+        for label, v in own.items():
+            t = re.sub(r"\{\{ *\$labels\.%s *\}\}" % label, lambda _: v, t)
         t = re.sub(r"\{\{ *\$value *\| *humanizeDuration *\}\}", humanize_duration(value), t)
         t = re.sub(r"\{\{ *\$value *\}\}", f"{value:g}", t)
         assert "{{" not in t, f"{name}: a template this test cannot render: {t}"
         ann[k] = t
-    return {"exp_labels": {"instance": instance, "job": "node", **rule["labels"]}, "exp_annotations": ann}
+    return {"exp_labels": {**own, **rule["labels"]}, "exp_annotations": ann}
 
 
 def series(metric, instance, values, **labels):
@@ -805,29 +865,66 @@ def series(metric, instance, values, **labels):
     return {"series": metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}", "values": values}
 
 
+def minutes(f, n=40):
+    """A series' values, one a minute for N + 1 minutes: f(t), t the sample's time in seconds."""
+    return " ".join(str(f(60 * m)) for m in range(n + 1))
+
+
+FLEET_A, FLEET_B = "s3://fleet-a/hosts.snap", "s3://fleet-b/hosts.snap"
+# The rules' part that allows for the sweep's duration (issue 22, item 16), as the mutations
+# below take it out again.
+SWEEP_ALLOWANCE = " + 2 * (ec2cached_sweep_duration_seconds or 0 * ec2cached_interval_seconds)"
+
+
 def rule_tests(rules_path):
-    """promtool's unit tests of the four alerts: each fires when it should and not otherwise."""
+    """promtool's unit tests of the four alerts: each fires when it should and not otherwise.
+    Each test group is named (promtool prints the name of a group that fails)."""
     rules = alert_rules(rules_path)
     gen, interval = "ec2cached_snapshot_generation_timestamp_seconds", "ec2cached_interval_seconds"
     last, fetches = "ec2cached_last_success_timestamp_seconds", "ec2cached_follow_fetches_total"
+    took, confirmed = "ec2cached_sweep_duration_seconds", "ec2cached_s3_confirmed_sweep_timestamp_seconds"
     stale = lambda *alerts: [expected(rules, "Ec2cachedSnapshotStale", i, v) for i, v in alerts]  # noqa: E731
     failing = lambda *alerts: [expected(rules, "Ec2cachedPollsFailing", i, v) for i, v in alerts]  # noqa: E731
     bare = lambda *alerts: [expected(rules, "Ec2cachedNoSnapshot", i, v) for i, v in alerts]  # noqa: E731
+    # An alert on a whole fleet (by its `fleet` label): no instance or job label.
+    fleet_stale = lambda *alerts: [  # noqa: E731
+        expected(rules, "Ec2cachedFleetStale", None, v, fleet=f) for f, v in alerts]
 
-    def fleet_stale(value):
-        # An alert on the whole fleet (max() over every host): no instance or job label.
-        e = expected(rules, "Ec2cachedFleetStale", "-", value)
-        e["exp_labels"] = rules["Ec2cachedFleetStale"]["labels"]
-        return e
+    def poller(instance, swept, s3=None, fleet=None, sweep=2, failures=None):
+        """A poller at interval 30 whose snapshots are of the sweeps SWEPT, each taking SWEEP
+        seconds; with FLEET, one with [publish] to it that found the sweeps S3 in S3;
+        FAILURES: its consecutive failures."""
+        out = [series(gen, instance, swept), series(interval, instance, "30x40"),
+               series(took, instance, f"{sweep}x40")]
+        if fleet:
+            out += [series(confirmed, instance, s3),
+                    series("ec2cached_fleet_info", instance, "1x40", fleet=fleet, role="poller")]
+        if failures:
+            out.append(series("ec2cached_consecutive_failures", instance, failures))
+        return out
+
+    def follower(instance, fleet):
+        """A follower of FLEET at interval 30: it holds the object of the sweep at 0 (an unchanged
+        fleet is uploaded again only every republish_after) and confirms it every minute (304)."""
+        return [series(gen, instance, "0x40"), series(last, instance, "0+60x40"),
+                series(fetches, instance, "0+1x40", outcome="unchanged"), series(interval, instance, "30x40"),
+                series("ec2cached_fleet_info", instance, "1x40", fleet=fleet, role="follower")]
+
+    # A poller of 100 pages at interval 30: sweeps of 120 s, one after the other (each longer
+    # than the interval). A snapshot is stamped when its sweep starts and lands when it ends: at
+    # t, the installed one is from the sweep that started 120 to 240 s before.
+    slow = lambda t: max(0, t // 120 * 120 - 120)  # noqa: E731
     return {
         "rule_files": [str(rules_path)],
         "evaluation_interval": "1m",
         "tests": [
             {
                 # Interval 30 s, so stale past 90 s. Pollers: a snapshot as new as the clock,
-                # and one that stopped at 0 (older than 90 s from 2m, firing from 7m). Followers:
-                # one holding an old object it keeps confirming (an unchanged fleet), and one
-                # whose checks stopped succeeding at 0.
+                # and one that stopped at 0 (older than 90 s from 2m, firing from 7m); neither
+                # says how long its sweep takes (a host fed by `install`: no sweep of its own).
+                # Followers: one holding an old object it keeps confirming (an unchanged fleet),
+                # and one whose checks stopped succeeding at 0.
+                "name": "pollers and followers",
                 "interval": "1m",
                 "input_series": [
                     series(gen, "poller-fresh", "0+60x30"), series(interval, "poller-fresh", "30x30"),
@@ -847,31 +944,123 @@ def rule_tests(rules_path):
                      "exp_alerts": stale(("follower-stuck", 1200), ("poller-stale", 1200))},
                     {"eval_time": "20m", "alertname": "Ec2cachedPollsFailing", "exp_alerts": []},
                     {"eval_time": "20m", "alertname": "Ec2cachedNoSnapshot", "exp_alerts": []},
-                    # One poller sweeps: the fleet is not stale.
+                    # No fleet here: the fleet alert has nothing to say.
                     {"eval_time": "20m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
                 ],
             },
             {
-                # Every poller stopped at 0; the followers keep confirming the last object.
+                # Both pollers of the fleet stopped at 0 (sweeps and uploads); the followers
+                # keep confirming the last object. Stale past 3 intervals and two sweeps (94 s):
+                # from 2m, firing from 7m.
+                "name": "a fleet whose pollers stopped",
                 "interval": "1m",
                 "input_series": [
-                    series(gen, "poller-a", "0x30"), series(interval, "poller-a", "30x30"),
-                    series(gen, "poller-b", "0x30"), series(interval, "poller-b", "30x30"),
-                    series(gen, "follower", "0x30"), series(last, "follower", "0+60x30"),
-                    series(fetches, "follower", "0+1x30", outcome="unchanged"),
-                    series(interval, "follower", "30x30"),
+                    *poller("poller-a", "0x40", "0x40", FLEET_A), *poller("poller-b", "0x40", "0x40", FLEET_A),
+                    *follower("follower", FLEET_A),
                 ],
                 "alert_rule_test": [
                     {"eval_time": "6m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
                     {"eval_time": "7m", "alertname": "Ec2cachedFleetStale",
-                     "exp_alerts": [fleet_stale(420)]},
+                     "exp_alerts": fleet_stale((FLEET_A, 420))},
                     {"eval_time": "20m", "alertname": "Ec2cachedSnapshotStale",
                      "exp_alerts": stale(("poller-a", 1200), ("poller-b", 1200))},
                 ],
             },
             {
+                # Issue 22, item 16 (a): slow sweeps are no staleness. "slow" (of fleet A)
+                # sweeps healthily, its snapshot and the sweep it confirms in S3 120 to 240 s old:
+                # past 3 intervals (90 s), within 3 intervals and two sweeps (330 s). A standalone
+                # poller that sweeps the same way stops at 20m (its last snapshot: of the sweep
+                # started at 18m): stale from 24m, firing from 29m.
+                "name": "slow sweeps",
+                "interval": "1m",
+                "input_series": [
+                    *poller("slow", minutes(slow), minutes(slow), FLEET_A, sweep=120),
+                    *follower("follower", FLEET_A),
+                    *poller("slow-stopped", minutes(lambda t: slow(min(t, 1200))), sweep=120),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "10m", "alertname": "Ec2cachedSnapshotStale", "exp_alerts": []},
+                    {"eval_time": "28m", "alertname": "Ec2cachedSnapshotStale", "exp_alerts": []},
+                    {"eval_time": "29m", "alertname": "Ec2cachedSnapshotStale",
+                     "exp_alerts": stale(("slow-stopped", 29 * 60 - 1080))},
+                    {"eval_time": "40m", "alertname": "Ec2cachedSnapshotStale",
+                     "exp_alerts": stale(("slow-stopped", 40 * 60 - 1080))},
+                    {"eval_time": "10m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                    {"eval_time": "40m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                ],
+            },
+            {
+                # Issue 22, item 16 (b): the one poller of fleet A sweeps every minute, but from
+                # 10m its uploads fail (the last sweep it found in S3: 10m's; every poll fails,
+                # reason s3). Its own names are current; the followers confirm (304) an object
+                # that is not. The fleet is stale past 94 s: from 12m, firing from 17m.
+                "name": "a poller whose uploads fail",
+                "interval": "1m",
+                "input_series": [
+                    *poller("poller", "0+60x40", "0+60x10 600x30", FLEET_A, failures="0x10 1+1x30"),
+                    *follower("follower-1", FLEET_A), *follower("follower-2", FLEET_A),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "16m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                    {"eval_time": "17m", "alertname": "Ec2cachedFleetStale",
+                     "exp_alerts": fleet_stale((FLEET_A, 420))},
+                    {"eval_time": "30m", "alertname": "Ec2cachedFleetStale",
+                     "exp_alerts": fleet_stale((FLEET_A, 1200))},
+                    # One alert for the fleet, none for each of its hosts.
+                    {"eval_time": "30m", "alertname": "Ec2cachedSnapshotStale", "exp_alerts": []},
+                    {"eval_time": "30m", "alertname": "Ec2cachedPollsFailing",
+                     "exp_alerts": failing(("poller", 20))},
+                ],
+            },
+            {
+                # Issue 22, item 16 (c): fleet A's two pollers sweep every minute (their own
+                # snapshots always current). poller-a's uploads fail from the start, poller-b's
+                # from 15m. While poller-b uploads the fleet is current (poller-a is
+                # Ec2cachedPollsFailing's); then it is stale however new the pollers' own
+                # snapshots: from 17m, firing from 22m.
+                "name": "pollers with fresh snapshots of their own",
+                "interval": "1m",
+                "input_series": [
+                    *poller("poller-a", "0+60x40", "0x40", FLEET_A, failures="1+1x40"),
+                    *poller("poller-b", "0+60x40", "0+60x15 900x25", FLEET_A, failures="0x15 1+1x25"),
+                    *follower("follower", FLEET_A),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "14m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                    {"eval_time": "14m", "alertname": "Ec2cachedPollsFailing",
+                     "exp_alerts": failing(("poller-a", 15))},
+                    {"eval_time": "21m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                    {"eval_time": "22m", "alertname": "Ec2cachedFleetStale",
+                     "exp_alerts": fleet_stale((FLEET_A, 420))},
+                    {"eval_time": "22m", "alertname": "Ec2cachedSnapshotStale", "exp_alerts": []},
+                ],
+            },
+            {
+                # Issue 22, item 16 (d): two fleets in one Prometheus, and a poller of neither
+                # (no [publish]). Fleet A is healthy; fleet B's one poller stopped at 0. B is
+                # stale (from 2m, firing from 7m), A is not.
+                "name": "two fleets",
+                "interval": "1m",
+                "input_series": [
+                    *poller("a-poller", "0+60x40", "0+60x40", FLEET_A), *follower("a-follower", FLEET_A),
+                    *poller("b-poller", "0x40", "0x40", FLEET_B), *follower("b-follower", FLEET_B),
+                    *poller("alone", "0+60x40"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "6m", "alertname": "Ec2cachedFleetStale", "exp_alerts": []},
+                    {"eval_time": "7m", "alertname": "Ec2cachedFleetStale",
+                     "exp_alerts": fleet_stale((FLEET_B, 420))},
+                    {"eval_time": "20m", "alertname": "Ec2cachedFleetStale",
+                     "exp_alerts": fleet_stale((FLEET_B, 1200))},
+                    {"eval_time": "20m", "alertname": "Ec2cachedSnapshotStale",
+                     "exp_alerts": stale(("b-poller", 1200))},
+                ],
+            },
+            {
                 # "failing" fails every poll from 1m; "flapping" every other one; "recovered"
                 # failed from 0 to 11m, then succeeded.
+                "name": "failing polls",
                 "interval": "1m",
                 "input_series": [
                     series("ec2cached_consecutive_failures", "failing", "0 1+1x30"),
@@ -894,6 +1083,7 @@ def rule_tests(rules_path):
             },
             {
                 # "bare" never had a snapshot; "healed" had none for its first 5 minutes.
+                "name": "no snapshot",
                 "interval": "1m",
                 "input_series": [
                     series("ec2cached_snapshot_present", "bare", "0x30"),
@@ -910,6 +1100,11 @@ def rule_tests(rules_path):
     }
 
 
+def failed_groups(out):
+    """The names of the test groups promtool says failed."""
+    return set(re.findall(r"^\s*name: (.*),\s*$", out, re.M))
+
+
 def test_the_alert_rules_pass_promtool_and_fire_when_they_should(tmp_path):
     r = promtool("check", "rules", str(RULES))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -921,23 +1116,51 @@ def test_the_alert_rules_pass_promtool_and_fire_when_they_should(tmp_path):
     r = promtool("test", "rules", str(tests))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout, r.stdout
-    # The unit tests can fail: the same tests on rules that are wrong in three ways.
+    # The unit tests can fail: the same tests on rules that are wrong, each in one way, fail
+    # (at least) the test groups named.
     doc = yaml.safe_load(RULES.read_text())
     old_stale = "time() - ec2cached_snapshot_generation_timestamp_seconds > 3 * ec2cached_interval_seconds"
+    confirmed = "ec2cached_s3_confirmed_sweep_timestamp_seconds"
     wrong = {
         "stale after 30 intervals": ("Ec2cachedSnapshotStale", "expr",
-                                     lambda e: e.replace("> 3 * ec2cached_interval", "> 30 * ec2cached_interval")),
-        "stale by the snapshot's age on followers too": ("Ec2cachedSnapshotStale", "expr", lambda e: old_stale),
-        "failing after 5m": ("Ec2cachedPollsFailing", "for", lambda f: "5m"),
+                                     lambda e: e.replace("> 3 * ec2cached_interval", "> 30 * ec2cached_interval"),
+                                     {"pollers and followers"}),
+        "stale by the snapshot's age on followers too": ("Ec2cachedSnapshotStale", "expr", lambda e: old_stale,
+                                                         {"pollers and followers"}),
+        "failing after 5m": ("Ec2cachedPollsFailing", "for", lambda f: "5m", {"failing polls"}),
+        # Issue 22, item 16: the old rules' defects, one at a time.
+        "stale whatever the sweep's duration": ("Ec2cachedSnapshotStale", "expr",
+                                                lambda e: e.replace(SWEEP_ALLOWANCE, ""), {"slow sweeps"}),
+        "never stale without a sweep of its own": ("Ec2cachedSnapshotStale", "expr",
+                                                   lambda e: e.replace(SWEEP_ALLOWANCE,
+                                                                       " + 2 * ec2cached_sweep_duration_seconds"),
+                                                   {"pollers and followers"}),
+        "fleet stale whatever the sweep's duration": ("Ec2cachedFleetStale", "expr",
+                                                      lambda e: e.replace(" + 2 * ec2cached_sweep_duration_seconds",
+                                                                          ""),
+                                                      {"slow sweeps"}),
+        "fleet stale by the pollers' own snapshots": ("Ec2cachedFleetStale", "expr",
+                                                      lambda e: e.replace(confirmed, "ec2cached_snapshot_generation_"
+                                                                                     "timestamp_seconds"),
+                                                      {"a poller whose uploads fail",
+                                                       "pollers with fresh snapshots of their own"}),
+        # The old rule's one max() over every host, but labelled by fleet as the tests expect:
+        # each fleet's newest sweep in S3 is any fleet's.
+        "one max() for every fleet": ("Ec2cachedFleetStale", "expr",
+                                      lambda e: e.replace(f"{confirmed} * on(instance, job) group_left(fleet)",
+                                                          f"scalar(max({confirmed})) *"),
+                                      {"two fleets"}),
     }
-    for what, (alert, key, change) in wrong.items():
+    for what, (alert, key, change, groups) in wrong.items():
         broken_doc = json.loads(json.dumps(doc))
         rule = next(r for g in broken_doc["groups"] for r in g["rules"] if r["alert"] == alert)
         assert change(rule[key]) != rule[key], what
         rule[key] = change(rule[key])
         broken = tmp_path / "broken.rules.yml"
         broken.write_text(json.dumps(broken_doc, indent=1))
-        assert promtool("check", "rules", str(broken)).returncode == 0, what
+        r = promtool("check", "rules", str(broken))
+        assert r.returncode == 0, (what, r.stdout + r.stderr)
         tests.write_text(json.dumps(rule_tests(broken), indent=1))
         r = promtool("test", "rules", str(tests))
         assert r.returncode == 1 and "FAILED" in r.stdout + r.stderr, (what, r.stdout + r.stderr)
+        assert groups <= failed_groups(r.stdout + r.stderr), (what, r.stdout + r.stderr)

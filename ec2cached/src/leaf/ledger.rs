@@ -42,6 +42,9 @@ pub struct Status {
     pub publish_outcome: Option<String>,
     /// When the last upload or decision not to upload happened.
     pub published_at: Option<u64>,
+    /// Poller: when the last sweep it found in S3 started (it uploaded the sweep, the object
+    /// already had its names, or a later sweep): what followers install is current as of then.
+    pub s3_confirmed: Option<u64>,
     /// Follower: the outcome of the last check (`unchanged`, `installed`, `refused_signature`,
     /// `refused_rollback`, `refused_corrupt`, `refused_domain`, `error`).
     pub follow_outcome: Option<String>,

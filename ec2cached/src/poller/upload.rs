@@ -293,6 +293,10 @@ impl Publisher {
             match &result {
                 Ok(u) => {
                     st.publish_outcome = Some(u.label().into());
+                    // S3 holds this sweep's names, or a later sweep's.
+                    if let Ok(s) = Snapshot::parse(signed) {
+                        st.s3_confirmed = Some(s.header().generated_unix);
+                    }
                     // A retried upload that succeeds ends the failure of its sweep.
                     st.consecutive_failures = 0;
                 }

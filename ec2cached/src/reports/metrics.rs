@@ -17,7 +17,9 @@ use crate::leaf::files::write_atomic;
 use crate::leaf::ledger::{status_path, Status};
 use crate::leaf::outcome::{Outcome, Reason};
 use nss_ec2_snapshot::{Header, Snapshot};
-use prometheus::{Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use std::path::Path;
 
 /// Writes the metrics of `cfg`'s snapshot and status file to `[metrics] textfile`, if set.
@@ -100,6 +102,16 @@ impl Metrics {
         }
     }
 
+    /// An info metric: one series of value 1 whose labels say what it is about.
+    fn info(&self, name: &str, help: &str, labels: &[(&str, &str)]) {
+        let names: Vec<&str> = labels.iter().map(|(n, _)| *n).collect();
+        let values: Vec<&str> = labels.iter().map(|(_, v)| *v).collect();
+        if let Ok(g) = IntGaugeVec::new(Opts::new(name, help), &names) {
+            g.with_label_values(&values).set(1);
+            let _ = self.0.register(Box::new(g));
+        }
+    }
+
     fn by(&self, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
         if let Ok(c) = IntCounterVec::new(Opts::new(name, help), &[label]) {
             for (l, v) in values {
@@ -160,6 +172,15 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
             status.s3_bytes,
         );
         if cfg.publish.is_some() {
+            if let Some(t) = status.s3_confirmed {
+                m.gauge(
+                    "ec2cached_s3_confirmed_sweep_timestamp_seconds",
+                    "When the last sweep this poller found in S3 started (it uploaded the sweep, \
+                     the object already had its names, or a later sweep), in Unix time: what \
+                     followers install is current as of then (fleet mode).",
+                    secs(t),
+                );
+            }
             m.counter(
                 "ec2cached_s3_foreign_objects_replaced_total",
                 "Objects this poller replaced that were signed by a key neither its own nor in \
@@ -168,9 +189,27 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
             );
         }
     }
+    if let Some((fleet, role)) = fleet_of(cfg) {
+        m.info(
+            "ec2cached_fleet_info",
+            "Always 1: the fleet this host is in (label fleet: [publish] or [follow] fleet, by \
+             default the S3 object's url) and its role in it (label role: poller, follower).",
+            &[("fleet", fleet), ("role", role)],
+        );
+    }
     let mut out = Vec::new();
     let _ = prometheus::TextEncoder::new().encode(&m.0.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The fleet identity of a host in fleet mode and its role: a poller with `[publish]`, or a
+/// follower bound to a fleet (`[follow]` with `trusted_keys`).
+fn fleet_of(cfg: &Config) -> Option<(&str, &'static str)> {
+    match (&cfg.publish, &cfg.follow) {
+        (Some(p), _) => Some((p.fleet.as_str(), "poller")),
+        (None, Some(f)) if !f.fleet.is_empty() => Some((f.fleet.as_str(), "follower")),
+        _ => None,
+    }
 }
 
 /// The installed snapshot's gauges.
@@ -306,6 +345,7 @@ mod tests {
         assert_eq!(t["ec2cached_instances"], "gauge");
         assert!(!text.contains("follow_fetches"), "{text}");
         assert!(!text.contains("ec2cached_s3_"), "{text}");
+        assert!(!text.contains("ec2cached_fleet_info"), "{text}");
         // Every family has help text (promtool check metrics wants it).
         for name in t.keys() {
             assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
@@ -336,9 +376,70 @@ mod tests {
         );
         assert_eq!(v["ec2cached_snapshot_present"], "0");
         assert_eq!(v["ec2cached_s3_requests_total"], "3");
+        // Its fleet (by default the object's url), for the rules to group by.
+        assert_eq!(
+            v["ec2cached_fleet_info{fleet=\"s3://bucket/key\",role=\"follower\"}"],
+            "1"
+        );
+        assert!(!v.keys().any(|k| k.contains("s3_confirmed")), "{v:?}");
         assert!(!v.keys().any(|k| k.contains("poll_failures")
             || k.contains("generation")
             || k.contains("last_success")));
+    }
+
+    /// Issue 22, item 16: a poller with `[publish]` says its fleet, and the last sweep it found
+    /// in S3, which may be older than its own snapshot (its uploads fail): the fleet alert reads
+    /// that one.
+    #[test]
+    fn a_publishing_poller_says_its_fleet_and_the_sweep_s3_holds() {
+        let publish = "[publish]\nurl = \"s3://bucket/fleet/hosts.snap\"\nsigning_key = \"/k\"";
+        let st = Status {
+            last_success: Some(1_700_000_600),
+            sweep_ms: Some(2000),
+            s3_confirmed: Some(1_700_000_000),
+            ..Status::default()
+        };
+        let text = render(
+            &cfg(publish),
+            &st,
+            Some(&header(1_700_000_600)),
+            1_700_000_700,
+        );
+        let (v, t) = samples(&text);
+        assert_eq!(
+            v["ec2cached_s3_confirmed_sweep_timestamp_seconds"],
+            "1700000000"
+        );
+        assert_eq!(
+            v["ec2cached_snapshot_generation_timestamp_seconds"],
+            "1700000600"
+        );
+        assert_eq!(v["ec2cached_sweep_duration_seconds"], "2");
+        assert_eq!(
+            v["ec2cached_fleet_info{fleet=\"s3://bucket/fleet/hosts.snap\",role=\"poller\"}"],
+            "1"
+        );
+        assert_eq!(t["ec2cached_s3_confirmed_sweep_timestamp_seconds"], "gauge");
+        assert_eq!(t["ec2cached_fleet_info"], "gauge");
+        for name in t.keys() {
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}: {text}");
+        }
+        // Before a first sweep found in S3: its fleet, no time.
+        let (v, _) = samples(&render(
+            &cfg(publish),
+            &Status::default(),
+            None,
+            1_700_000_700,
+        ));
+        assert!(!v.keys().any(|k| k.contains("s3_confirmed")), "{v:?}");
+        assert!(v.keys().any(|k| k.starts_with("ec2cached_fleet_info{")));
+        // `fleet` set: that identity, quoted as the text format wants.
+        let named = cfg(&format!("{publish}\nfleet = 'prod\"eu\\1'"));
+        let (v, _) = samples(&render(&named, &st, None, 1_700_000_700));
+        assert_eq!(
+            v["ec2cached_fleet_info{fleet=\"prod\\\"eu\\\\1\",role=\"poller\"}"], "1",
+            "{v:?}"
+        );
     }
 
     #[test]
