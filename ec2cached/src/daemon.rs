@@ -184,7 +184,9 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
         },
         async || {
             let r = role.cycle(&cfg).await;
-            crate::reports::metrics::write(&cfg);
+            // Off the runtime: it reads the status file under its lock.
+            let c = cfg.clone();
+            let _ = tokio::task::spawn_blocking(move || crate::reports::metrics::write(&c)).await;
             r
         },
         || usable(&cfg),

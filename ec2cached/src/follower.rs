@@ -127,10 +127,12 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     {
         let whose = if h.max_age_secs == bound {
             "its max_age"
-        } else if h.max_age_secs == 0 {
-            "the bound for an object without max_age ([follow] max_age)"
-        } else {
+        } else if follow.max_age == Some(bound) {
             "[follow] max_age"
+        } else if h.max_age_secs == 0 {
+            "the bound for an object without max_age (4 h unless [follow] max_age says)"
+        } else {
+            "the longest max_age of a fleet (7 days)"
         };
         return Verdict::new(
             Outcome::RefusedRollback,
@@ -161,18 +163,23 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     // beside it is the newest sweep verified here.
     let verified = !follow.trusted_keys.is_empty();
     let trusted_texts: Vec<String> = follow.trusted_keys.iter().map(keys::public_text).collect();
-    // A mark set by a key since removed from trusted_keys does not count (as the snapshot it
-    // signed does not); a mark without a key (none recorded) does.
-    if let Some((mark, _)) = writer::high_water(&cfg.snapshot).filter(|(m, k)| {
-        verified && h.generated_unix < *m && (k.is_empty() || trusted_texts.contains(k))
+    // A mark set by a key since removed from trusted_keys, or for another fleet, does not
+    // count (as the snapshot it stands for does not); one without them recorded does.
+    if let Some(mark) = writer::high_water(&cfg.snapshot).filter(|m| {
+        verified
+            && h.generated_unix < m.sweep
+            && (m.key.is_empty() || trusted_texts.contains(&m.key))
+            && (m.fleet.is_empty() || m.fleet == follow.fleet)
     }) {
         return Verdict::new(
             Outcome::RefusedRollback,
             Basis::HighWater,
             format!(
-                "older than the newest sweep this host has verified ({}, in {}): no rollback",
-                utc(mark),
-                writer::high_water_path(&cfg.snapshot).display()
+                "older than the newest sweep this host has verified ({}, in {}): no \
+                 rollback{}",
+                utc(mark.sweep),
+                writer::high_water_path(&cfg.snapshot).display(),
+                clock_hint(mark.sweep)
             ),
         );
     }
@@ -191,14 +198,14 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
     };
     let mark = || {
         if verified {
-            writer::raise_high_water(&cfg.snapshot, h.generated_unix, &signer);
+            writer::raise_high_water(&cfg.snapshot, h.generated_unix, &signer, &follow.fleet);
         }
     };
     match writer::install_checked(&cfg.snapshot, bytes, trusted, mark) {
         Ok(Installed::Same) => {
             // A snapshot installed before marks existed: marked now.
             if verified {
-                writer::raise_high_water(&cfg.snapshot, h.generated_unix, &signer);
+                writer::raise_high_water(&cfg.snapshot, h.generated_unix, &signer, &follow.fleet);
             }
             Verdict::new(Outcome::Unchanged, Basis::Bytes, "same as installed")
         }
@@ -215,10 +222,24 @@ pub fn check_and_install(cfg: &Config, follow: &Follow, bytes: &[u8]) -> Verdict
         Err(e @ NotInstalled::Rollback(sweep, _)) => Verdict::new(
             Outcome::RefusedRollback,
             Basis::Installed { sweep },
-            e.to_string(),
+            format!("{e}{}", clock_hint(sweep)),
         ),
         Err(NotInstalled::Io(e)) => Verdict::new(Outcome::Error, Basis::Here, e),
     }
+}
+
+/// What to add to a rollback refusal when the newer sweep that blocks it is ahead of this host's
+/// clock: this host's clock was (or is) wrong, and getting out of it is the operator's step.
+fn clock_hint(blocking: u64) -> String {
+    let now = now();
+    if blocking <= now.saturating_add(CLOCK_SLACK_SECS) {
+        return String::new();
+    }
+    format!(
+        "; that sweep is {} s in this host's future: if this host's clock was wrong when it \
+         was installed, see \"When this host's clock was wrong\" in docs/fleet.md",
+        blocking - now
+    )
 }
 
 /// Reads every record of a snapshot the way lookups do: each name is found by the hash table,
@@ -453,7 +474,9 @@ impl Follower {
             }
             Err(e) => Verdict::new(Outcome::Error, Basis::Here, e),
         };
-        self.seen(started, installed).record(cfg, &verdict);
+        // Off the runtime: the status lock may be held by a `refresh` or `install` beside.
+        let (seen, c, v) = (self.seen(started, installed), cfg.clone(), verdict.clone());
+        let _ = tokio::task::spawn_blocking(move || seen.record(&c, &v)).await;
         verdict
     }
 }
@@ -484,6 +507,7 @@ mod tests {
             fleet: FLEET.into(),
             // These sweeps are of 1970: no age bound here but the tests of it.
             max_age: Some(u32::MAX),
+            own_files: false,
         };
         (dir, cfg, follow)
     }
@@ -530,8 +554,9 @@ mod tests {
         open.max_age = None;
         let v = check_and_install(&cfg2, &open, &snap("ec2", 100, 1));
         assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
-        // Without [follow] (`install` on a plain host): the operator's own file, no bound.
-        open.max_age = Some(u32::MAX);
+        // Without [follow] or [publish] (`install` on a plain host): the operator's own file,
+        // no bound; but a [publish] host's own max_age bounds it (`main::fleet_unchecked`).
+        (open.max_age, open.own_files) = (None, true);
         let v = check_and_install(&cfg2, &open, &snap("ec2", 100, 1));
         assert_eq!(v.outcome, Outcome::Installed, "{}", v.why);
     }
@@ -795,7 +820,7 @@ mod tests {
             check_and_install(&cfg, &follow, &by(t, 1)).outcome,
             Outcome::Installed
         );
-        assert_eq!(writer::high_water(&cfg.snapshot).map(|m| m.0), Some(t));
+        assert_eq!(writer::high_water(&cfg.snapshot).map(|m| m.sweep), Some(t));
         std::fs::remove_file(&cfg.snapshot).unwrap();
         let v = check_and_install(&cfg, &follow, &by(t - 86_400, 2));
         assert_eq!(v.outcome, Outcome::RefusedRollback, "{}", v.why);
@@ -814,6 +839,9 @@ mod tests {
             check_and_install(&cfg, &follow, &by(t + 1, 3)).outcome,
             Outcome::Installed
         );
-        assert_eq!(writer::high_water(&cfg.snapshot).map(|m| m.0), Some(t + 1));
+        assert_eq!(
+            writer::high_water(&cfg.snapshot).map(|m| m.sweep),
+            Some(t + 1)
+        );
     }
 }

@@ -200,7 +200,7 @@ fn refresh(cfg: &Config, from_file: Option<&PathBuf>) -> Result<(), String> {
 }
 
 fn install(cfg: &Config, file: &Path) -> Result<(), String> {
-    let unchecked = fleet_unchecked();
+    let unchecked = fleet_unchecked(cfg);
     let follow = cfg.follow.as_ref().unwrap_or(&unchecked);
     let cant = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", file.display());
     // A FIFO or a device is refused, not waited on.
@@ -234,15 +234,16 @@ fn facts(cfg: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `install` on a host without [follow]: no signature required, the default size cap.
-fn fleet_unchecked() -> ec2cached::config::Follow {
+/// `install` on a host without [follow]: no signature required, the default size cap; bounded
+/// in age by the poller's own max_age with [publish], else the operator's own files.
+fn fleet_unchecked(cfg: &Config) -> ec2cached::config::Follow {
     ec2cached::config::Follow {
         url: None,
         trusted_keys: Vec::new(),
         max_size: ec2cached::config::DEFAULT_MAX_SIZE,
         fleet: String::new(),
-        // No [follow]: no fleet bound, the operator's own file (an object's max_age still holds).
-        max_age: Some(u32::MAX),
+        max_age: cfg.publish.as_ref().map(|_| cfg.max_age),
+        own_files: cfg.publish.is_none(),
     }
 }
 

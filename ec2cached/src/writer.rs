@@ -26,27 +26,46 @@ pub fn high_water_path(snapshot: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The high-water mark, if one was recorded: the sweep, and the key that signed it (a damaged
-/// file counts as none, and is said).
-pub fn high_water(snapshot: &Path) -> Option<(u64, String)> {
+/// A high-water mark: the newest sweep verified here, the key that signed it and the fleet it
+/// was signed for (either empty in a mark written before they were recorded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    /// The sweep (unix seconds).
+    pub sweep: u64,
+    /// The signer's public key text.
+    pub key: String,
+    /// The fleet identity.
+    pub fleet: String,
+}
+
+/// The high-water mark, if one was recorded (a damaged file counts as none, and is said).
+pub fn high_water(snapshot: &Path) -> Option<Mark> {
     let path = high_water_path(snapshot);
     let text = std::fs::read_to_string(&path).ok()?;
     let mut words = text.split_whitespace();
-    let mark = words.next().and_then(|w| w.parse().ok());
-    if mark.is_none() {
+    let sweep = words.next().and_then(|w| w.parse().ok());
+    if sweep.is_none() {
         tracing::warn!("{}: not a sweep time; ignored", path.display());
     }
-    Some((mark?, words.next().unwrap_or_default().to_string()))
+    let mut next = || words.next().unwrap_or_default().to_string();
+    Some(Mark {
+        sweep: sweep?,
+        key: next(),
+        fleet: next(),
+    })
 }
 
-/// Raises the high-water mark to `sweep`, signed by `signer` (never lowers it). Called under
-/// the writers' lock, before the snapshot of that sweep is renamed into place.
-pub fn raise_high_water(snapshot: &Path, sweep: u64, signer: &str) {
-    if high_water(snapshot).is_some_and(|(m, _)| m >= sweep) {
+/// Raises the high-water mark to `sweep`, signed by `signer` for `fleet` (never lowers a mark
+/// of the same fleet; replaces one of another fleet, which no longer counts). Called under the
+/// writers' lock, before the snapshot of that sweep is renamed into place.
+pub fn raise_high_water(snapshot: &Path, sweep: u64, signer: &str, fleet: &str) {
+    if high_water(snapshot)
+        .is_some_and(|m| m.sweep >= sweep && (m.fleet.is_empty() || m.fleet == fleet))
+    {
         return;
     }
     let path = high_water_path(snapshot);
-    if let Err(e) = write_atomic(&path, format!("{sweep} {signer}\n").as_bytes()) {
+    if let Err(e) = write_atomic(&path, format!("{sweep} {signer} {fleet}\n").as_bytes()) {
         tracing::warn!("cannot write {}: {e}", path.display());
     }
 }

@@ -469,6 +469,7 @@ pub enum Find<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Answer<'a> {
     snap: &'a Snapshot<'a>,
+    idx: usize,
     name: &'a [u8],
     kind: Kind,
     members: &'a [u8],
@@ -689,6 +690,7 @@ impl<'a> Snapshot<'a> {
             .ok_or(Corrupt("members out of bounds"))?;
         Ok(Answer {
             snap: self,
+            idx,
             name,
             kind,
             members,
@@ -772,6 +774,20 @@ impl<'a> Snapshot<'a> {
 }
 
 impl<'a> Answer<'a> {
+    /// Its place in enumeration order ([`Snapshot::answer`]).
+    pub fn index(&self) -> usize {
+        self.idx
+    }
+
+    /// The `i`-th instance behind the name (answer order), if there is one.
+    pub fn member(&self, i: usize) -> Option<Result<InstanceRef<'a>, Corrupt>> {
+        let c = self.members.get(i.checked_mul(4)?..i.checked_mul(4)? + 4)?;
+        Some(
+            self.snap
+                .instance(u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize),
+        )
+    }
+
     /// The name, lower case, with the domain.
     pub fn name(&self) -> &'a [u8] {
         self.name

@@ -877,7 +877,7 @@ SWEEP_ALLOWANCE = " + 2 * (ec2cached_sweep_duration_seconds or 0 * ec2cached_int
 
 
 def rule_tests(rules_path):
-    """promtool's unit tests of the four alerts: each fires when it should and not otherwise.
+    """promtool's unit tests of the five alerts: each fires when it should and not otherwise.
     Each test group is named (promtool prints the name of a group that fails)."""
     rules = alert_rules(rules_path)
     gen, interval = "ec2cached_snapshot_generation_timestamp_seconds", "ec2cached_interval_seconds"
@@ -1096,6 +1096,21 @@ def rule_tests(rules_path):
                     {"eval_time": "25m", "alertname": "Ec2cachedSnapshotStale", "exp_alerts": []},
                 ],
             },
+            {
+                # "ahead" installed a sweep stamped an hour ahead of the clock (this host's clock
+                # stepped back); "fine" has one a minute old. Evaluated at 0 the time is 0.
+                "name": "a sweep in the future",
+                "interval": "1m",
+                "input_series": [
+                    series(gen, "ahead", "3600x30"), series(gen, "fine", "-60+60x30"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "9m", "alertname": "Ec2cachedSweepInTheFuture", "exp_alerts": []},
+                    {"eval_time": "10m", "alertname": "Ec2cachedSweepInTheFuture",
+                     "exp_alerts": [expected(rules, "Ec2cachedSweepInTheFuture", "ahead", 3000)]},
+                    {"eval_time": "56m", "alertname": "Ec2cachedSweepInTheFuture", "exp_alerts": []},
+                ],
+            },
         ],
     }
 
@@ -1108,9 +1123,9 @@ def failed_groups(out):
 def test_the_alert_rules_pass_promtool_and_fire_when_they_should(tmp_path):
     r = promtool("check", "rules", str(RULES))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 4 rules found" in r.stdout, r.stdout
+    assert "SUCCESS: 5 rules found" in r.stdout, r.stdout
     assert set(alert_rules()) == {"Ec2cachedSnapshotStale", "Ec2cachedFleetStale", "Ec2cachedPollsFailing",
-                                  "Ec2cachedNoSnapshot"}
+                                  "Ec2cachedNoSnapshot", "Ec2cachedSweepInTheFuture"}
     tests = tmp_path / "ec2cached.test.yml"
     tests.write_text(json.dumps(rule_tests(RULES), indent=1))  # JSON is YAML
     r = promtool("test", "rules", str(tests))
@@ -1146,6 +1161,9 @@ def test_the_alert_rules_pass_promtool_and_fire_when_they_should(tmp_path):
                                                        "pollers with fresh snapshots of their own"}),
         # The old rule's one max() over every host, but labelled by fleet as the tests expect:
         # each fleet's newest sweep in S3 is any fleet's.
+        "in the future only past an hour": ("Ec2cachedSweepInTheFuture", "expr",
+                                            lambda e: e.replace("> 300", "> 3600"),
+                                            {"a sweep in the future"}),
         "one max() for every fleet": ("Ec2cachedFleetStale", "expr",
                                       lambda e: e.replace(f"{confirmed} * on(instance, job) group_left(fleet)",
                                                           f"scalar(max({confirmed})) *"),

@@ -28,7 +28,8 @@ pub(super) fn follower_has_no_poller_keys(toml_keys: &[String]) -> Checked<()> {
         Some(k) => Err(at(
             *k,
             "not allowed with [follow]: a follower takes its names, regions and max_age from the \
-             poller that signed the snapshot (set it in the poller's config)",
+             poller that signed the snapshot (set it in the poller's config; a follower's own \
+             bound on what it installs is [follow] max_age)",
         )),
         None => Ok(()),
     }
@@ -37,6 +38,10 @@ pub(super) fn follower_has_no_poller_keys(toml_keys: &[String]) -> Checked<()> {
 /// The `max_age` of a poller with `[publish]` when the config sets none: 4 hours (an unchanged
 /// fleet is then re-uploaded every hour, `max_age / 4`), or 4 × `interval` if that is more.
 pub const PUBLISH_MAX_AGE: u32 = 4 * 3600;
+
+/// The largest `max_age` of a fleet: a poller with `[publish]` may set no more, and a follower
+/// bounds what an object carries to it.
+pub const FLEET_MAX_AGE: u32 = 7 * 86_400;
 
 /// `[publish]` and `max_age`: a fleet's snapshots are bounded in age, or a follower with nothing
 /// installed (a new host) would install any sweep a poller ever signed (a replay). Unset, the
@@ -49,6 +54,13 @@ pub(super) fn publish_bounds_max_age(t: Timing, set: Option<u32>) -> Checked<Tim
                 "must not be 0 with [publish]: followers would install any sweep a poller ever \
                  signed, however old (leave it out for {} s, or set a bound)",
                 PUBLISH_MAX_AGE.max(4 * t.interval)
+            ),
+        )),
+        Some(m) if m > FLEET_MAX_AGE => Err(at(
+            "max_age",
+            format!(
+                "must be at most {FLEET_MAX_AGE} s (7 days) with [publish]: followers install \
+                 no sweep older than that"
             ),
         )),
         Some(_) => Ok(t),
@@ -66,8 +78,8 @@ pub(super) fn publish_max_age(t: &Timing) -> Checked<()> {
         return Err(at(
             "max_age",
             format!(
-                "must be 0 (no limit) or at least 4 × `interval` ({} s) with [publish]: \
-                 followers check every interval too, and would go stale between healthy polls",
+                "must be at least 4 × `interval` ({} s) with [publish]: followers check every \
+                 interval too, and would go stale between healthy polls",
                 4 * u64::from(t.interval)
             ),
         ));

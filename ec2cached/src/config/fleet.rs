@@ -57,9 +57,13 @@ pub struct Follow {
     /// The fleet a snapshot must be signed for (default: `url`; required with `trusted_keys`
     /// and no `url`); empty without `trusted_keys`.
     pub fleet: String,
-    /// The oldest sweep installed, in seconds: `None` is the object's own `max_age`, and
-    /// [`UNBOUND_MAX_AGE`] for an object that has none; set, the smaller of the two.
+    /// The oldest sweep installed, in seconds: `None` is the object's own `max_age` (at most
+    /// [`across::FLEET_MAX_AGE`]), and [`UNBOUND_MAX_AGE`] for an object that has none; set,
+    /// the smaller of the two.
     pub max_age: Option<u32>,
+    /// `install` on a host with neither `[follow]` nor `[publish]`: the operator's own files,
+    /// not a feed; one without `max_age` is taken however old.
+    pub own_files: bool,
 }
 
 /// The oldest sweep a follower installs from an object that carries no `max_age` (0: from a
@@ -68,27 +72,43 @@ pub const UNBOUND_MAX_AGE: u32 = super::across::PUBLISH_MAX_AGE;
 
 impl Follow {
     /// The oldest sweep this host installs from an object whose own `max_age` is `carried`
-    /// (`None`: no bound: `install` on a host without `[follow]` sets `max_age` to `u32::MAX`
-    /// and takes the operator's own file, not a feed, however old).
+    /// (`None`: no bound, for an operator's own file without `max_age`, [`Follow::own_files`]).
     pub fn install_bound(&self, carried: u32) -> Option<u32> {
-        let bound = match (carried, self.max_age) {
+        if self.own_files {
+            return (carried != 0).then_some(carried);
+        }
+        let carried = carried.min(across::FLEET_MAX_AGE);
+        Some(match (carried, self.max_age) {
             (0, set) => set.unwrap_or(UNBOUND_MAX_AGE),
             (c, None) => c,
             (c, Some(set)) => c.min(set),
-        };
-        (bound != u32::MAX).then_some(bound)
+        })
     }
 }
 
 /// A fleet identity: `fleet` if set, else the object's URL.
-fn fleet_id(set: Option<String>, url: Option<&S3Url>, key: &str) -> Checked<String> {
-    let id = match (set, url) {
-        (Some(f), _) => f,
-        (None, Some(u)) => u.to_string(),
-        (None, None) => return Ok(String::new()),
-    };
-    nss_ec2_snapshot::signed::check_fleet(&id).map_err(|e| at(key, e))?;
-    Ok(id)
+fn fleet_id(set: Option<String>, url: Option<&S3Url>, section: &str) -> Checked<String> {
+    match (set, url) {
+        (Some(f), _) => {
+            nss_ec2_snapshot::signed::check_fleet(&f)
+                .map_err(|e| at(format!("{section}.fleet"), e))?;
+            Ok(f)
+        }
+        (None, Some(u)) => {
+            let id = u.to_string();
+            nss_ec2_snapshot::signed::check_fleet(&id).map_err(|e| {
+                at(
+                    format!("{section}.url"),
+                    format!(
+                        "is the default fleet identity, which {e}: set `fleet` (the same on \
+                         every poller and follower of the object)"
+                    ),
+                )
+            })?;
+            Ok(id)
+        }
+        (None, None) => Ok(String::new()),
+    }
 }
 
 /// Default `[follow] max_size`: 64 MiB, about four times a 100 000-instance snapshot.
@@ -128,7 +148,7 @@ pub(super) fn publish(p: RawPublish, timing: &Timing) -> Checked<Publish> {
     if p.signing_key.as_os_str().is_empty() {
         return Err(at("publish.signing_key", "must be a file"));
     }
-    let fleet = fleet_id(p.fleet, Some(&url), "publish.fleet")?;
+    let fleet = fleet_id(p.fleet, Some(&url), "publish")?;
     Ok(Publish {
         url,
         signing_key: p.signing_key,
@@ -138,7 +158,7 @@ pub(super) fn publish(p: RawPublish, timing: &Timing) -> Checked<Publish> {
     })
 }
 
-pub(super) fn follow(f: RawFollow) -> Checked<Follow> {
+pub(super) fn follow(f: RawFollow, interval: u32) -> Checked<Follow> {
     let url = match &f.url {
         Some(u) => Some(S3Url::parse(u).map_err(|e| at("follow.url", e))?),
         None => None,
@@ -171,17 +191,20 @@ pub(super) fn follow(f: RawFollow) -> Checked<Follow> {
     let fleet = if trusted_keys.is_empty() {
         String::new()
     } else {
-        fleet_id(f.fleet, url.as_ref(), "follow.fleet")?
+        fleet_id(f.fleet, url.as_ref(), "follow")?
     };
-    if f.max_age == Some(0) {
-        return Err(at(
-            "follow.max_age",
-            format!(
-                "must not be 0: a follower would install any sweep ever signed, however old \
-                 (leave it out for the poller's max_age, or {UNBOUND_MAX_AGE} s when an object \
-                 has none)"
-            ),
-        ));
+    if let Some(m) = f.max_age {
+        let least = interval.saturating_mul(4).max(60);
+        if m < least {
+            return Err(at(
+                "follow.max_age",
+                format!(
+                    "must be at least {least} s (4 × interval, and a minute): a follower would \
+                     refuse the objects of a healthy fleet (leave it out for the poller's \
+                     max_age, or {UNBOUND_MAX_AGE} s when an object has none)"
+                ),
+            ));
+        }
     }
     Ok(Follow {
         url,
@@ -189,5 +212,6 @@ pub(super) fn follow(f: RawFollow) -> Checked<Follow> {
         max_size,
         fleet,
         max_age: f.max_age,
+        own_files: false,
     })
 }

@@ -196,7 +196,10 @@ impl Config {
             .publish
             .map(|p| fleet::publish(p, &timing))
             .transpose()?;
-        let follow = raw.follow.map(fleet::follow).transpose()?;
+        let follow = raw
+            .follow
+            .map(|f| fleet::follow(f, timing.interval))
+            .transpose()?;
         let snapshot = polling::snapshot(raw.snapshot)?;
         let metrics_textfile = raw.metrics.map(metrics::textfile).transpose()?;
         if let Some(t) = &metrics_textfile {

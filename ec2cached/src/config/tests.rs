@@ -260,15 +260,24 @@ fn fleet_mistakes_name_the_key() {
         ),
         (
             format!("[follow]\nurl = \"s3://b-1/k\"\ntrusted_keys = [\"{KEY}\"]\nmax_age = 0"),
-            "key `follow.max_age`: must not be 0",
+            "key `follow.max_age`: must be at least 120 s (4 × interval, and a minute)",
         ),
         (
             "[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"\nfleet = \"\"".into(),
             "key `publish.fleet`: must be 1 to 255 characters",
         ),
         (
+            "[publish]\nurl = \"s3://b-1/hosts snap\"\nsigning_key = \"/k\"".into(),
+            "key `publish.url`: is the default fleet identity, which must be printable ASCII \
+             without spaces: set `fleet`",
+        ),
+        (
+            "max_age = 604801\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"".into(),
+            "key `max_age`: must be at most 604800 s (7 days) with [publish]",
+        ),
+        (
             "interval = 60\nmax_age = 200\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"".into(),
-            "key `max_age`: must be 0 (no limit) or at least 4 × `interval` (240 s) with [publish]",
+            "key `max_age`: must be at least 4 × `interval` (240 s) with [publish]",
         ),
         (
             "interval = 60\nmax_age = 600\n[publish]\nurl = \"s3://b-1/k\"\nsigning_key = \"/k\"\nrepublish_after = 300".into(),

@@ -149,7 +149,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Corrupt(e) => write!(f, "{e}"),
             Refusal::OtherFleet(x) => write!(
                 f,
-                "signed for fleet {x:?}, not this one (`fleet` in [follow], by default its url)"
+                "signed for fleet {x:?}, not this one (`fleet`, by default the object's url)"
             ),
             Refusal::NoFleet => write!(
                 f,
@@ -167,8 +167,8 @@ pub fn verify(bytes: &[u8], trusted: &[VerifyingKey], fleet: &str) -> Result<(),
 }
 
 /// [`verify`], returning the trusted key that signed. In this order: an unknown key is said as
-/// such whatever its trailer claims; a trusted key's fleet is believed only once its signature
-/// (over the fleet too) verifies.
+/// such whatever its trailer claims; a trusted key's fleet (or its first trailer's lack of one)
+/// is believed only once its signature (over the fleet too) verifies.
 pub fn signer(
     bytes: &[u8],
     trusted: &[VerifyingKey],
@@ -181,11 +181,11 @@ pub fn signer(
         .iter()
         .find(|k| k.as_bytes() == &parts.public_key)
         .ok_or_else(|| Refusal::UnknownKey(format!("{PUBLIC_PREFIX}{}", hex(&parts.public_key))))?;
+    key.verify_strict(parts.message, &Signature::from_bytes(&parts.signature))
+        .map_err(|_| Refusal::BadSignature)?;
     let Some(theirs) = parts.fleet else {
         return Err(Refusal::NoFleet);
     };
-    key.verify_strict(parts.message, &Signature::from_bytes(&parts.signature))
-        .map_err(|_| Refusal::BadSignature)?;
     if theirs != fleet.as_bytes() {
         return Err(Refusal::OtherFleet(
             String::from_utf8_lossy(theirs).escape_debug().to_string(),

@@ -100,6 +100,16 @@ impl Status {
         r
     }
 
+    /// [`Status::update`] on tokio's blocking pool: the daemon's runtime thread never waits
+    /// for the status lock (SIGTERM and SIGHUP would wait with it).
+    pub async fn update_off_runtime(
+        snapshot: &Path,
+        change: impl FnOnce(&mut Status) + Send + 'static,
+    ) {
+        let path = snapshot.to_path_buf();
+        let _ = tokio::task::spawn_blocking(move || Status::update(&path, change)).await;
+    }
+
     /// Lets `read` read the status file under its lock, as what it makes of it must not go
     /// back in time (the metrics file: its counters never decrease).
     pub fn read<R>(snapshot: &Path, read: impl FnOnce(&Status) -> R) -> R {

@@ -280,9 +280,17 @@ impl Publisher {
         let result = self.upload(signed).await;
         let high_water = self.high_water;
         let foreign = self.foreign_replaced.take();
-        let object = &mut self.object;
-        Status::update(snapshot, |st| {
-            object.record(st);
+        let (requests, bytes) = self.object.take_counts();
+        let url = self.object.url.to_string();
+        // S3 holds this sweep's names, or a later sweep's.
+        let confirmed = Snapshot::parse(signed)
+            .ok()
+            .map(|s| s.header().generated_unix);
+        let outcome = result.as_ref().map(|u| u.label()).map_err(String::clone);
+        Status::update_off_runtime(snapshot, move |st| {
+            st.s3_url = Some(url);
+            st.s3_requests = st.s3_requests.saturating_add(requests);
+            st.s3_bytes = st.s3_bytes.saturating_add(bytes);
             if let Some(k) = foreign {
                 st.s3_foreign_replaced = st.s3_foreign_replaced.saturating_add(1);
                 st.s3_foreign_key = Some(k);
@@ -290,12 +298,11 @@ impl Publisher {
             }
             st.published_at = Some(now());
             st.s3_high_water = st.s3_high_water.max(high_water);
-            match &result {
-                Ok(u) => {
-                    st.publish_outcome = Some(u.label().into());
-                    // S3 holds this sweep's names, or a later sweep's.
-                    if let Ok(s) = Snapshot::parse(signed) {
-                        st.s3_confirmed = Some(s.header().generated_unix);
+            match outcome {
+                Ok(label) => {
+                    st.publish_outcome = Some(label.into());
+                    if confirmed.is_some() {
+                        st.s3_confirmed = confirmed;
                     }
                     // A retried upload that succeeds ends the failure of its sweep.
                     st.consecutive_failures = 0;
@@ -309,7 +316,8 @@ impl Publisher {
                     );
                 }
             }
-        });
+        })
+        .await;
         result
     }
 }

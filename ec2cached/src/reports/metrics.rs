@@ -184,7 +184,8 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
             m.counter(
                 "ec2cached_s3_foreign_objects_replaced_total",
                 "Objects this poller replaced that were signed by a key neither its own nor in \
-                 peer_keys (fleet mode): another poller that does not list this one?",
+                 peer_keys, or for another fleet or none (fleet mode): another poller that does \
+                 not list this one?",
                 status.s3_foreign_replaced,
             );
         }

@@ -115,11 +115,30 @@ fn installed(r: &mut Report, cfg: &Config, st: &Status, now: u64) {
         .filter(|f| !f.trusted_keys.is_empty())
         .and_then(|f| crate::leaf::keys::verify(&bytes, &f.trusted_keys, &f.fleet).err())
     {
-        // A key removed from trusted_keys: what it signed still serves until replaced, but no
-        // longer blocks an older object (follower::check_and_install).
+        // A key removed from trusted_keys (or a fleet changed): what it signed still serves
+        // until replaced, but no longer blocks an older object (follower::check_and_install).
+        use crate::leaf::keys::Refusal;
+        let why = match e {
+            Refusal::OtherFleet(_) | Refusal::NoFleet => "not for this host's fleet",
+            _ => "no key trusted now signed it",
+        };
         r.wrong(
             "trust",
-            format!("{e}: no key trusted now signed it; the next good object replaces it"),
+            format!("{e}: {why}; the next good object replaces it"),
+        );
+    }
+    // A sweep ahead of this host's clock: this host's clock (or a poller's) is wrong, and it
+    // blocks every later sweep until the clocks meet, or until the operator's step.
+    if h.generated_unix > now.saturating_add(crate::writer::CLOCK_SLACK_SECS) {
+        r.wrong(
+            "clock",
+            format!(
+                "the installed sweep is {} s in this host's future: this host's clock, or a \
+                 poller's, is wrong; an earlier sweep is refused until the clocks meet (if \
+                 this host's clock was wrong: docs/fleet.md, \"When this host's clock was \
+                 wrong\")",
+                h.generated_unix - now
+            ),
         );
     }
     r.line("domain", String::from_utf8_lossy(s.domain()));
