@@ -299,3 +299,29 @@ def test_configs_that_would_surprise_are_refused_naming_the_key(tmp_path, body, 
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"key `{key}`" in lines[0], lines
+
+
+def test_install_on_a_poller_is_bounded_by_its_max_age(world, tmp_path):
+    """Review of item 1: `install` on a host with [publish] (no [follow]) took a sweep of any
+    age. The spec: with [publish] or [follow], never a sweep older than the fleet's max_age."""
+    from snapfile import Snap
+    good = world.publish()
+    # Unsigned (as an operator's file), of 1970, carrying no max_age.
+    plain = Snap(good)
+    off = plain.get32(136)
+    plain.b = plain.b[:off]
+    plain.put32(136, 0)
+    plain.put32(140, 0)
+    import struct
+    struct.pack_into("<Q", plain.b, 16, off)
+    plain.set_header(generated=100, max_age=0)
+    f = tmp_path / "old.snap"
+    f.write_bytes(plain.bytes())
+    r = world.poller.ec2cached("install", str(f), check=False)
+    assert r.returncode == 1 and "expired" in r.stderr and "(14400 s)" in r.stderr, r.stderr
+    assert world.poller.snapshot.read_bytes() == good
+    # On a host with neither [follow] nor [publish] it is the operator's own file.
+    d, cfg = plain_host(tmp_path, "plain")
+    r = subprocess.run([EC2CACHED, "--config", str(cfg), "install", str(f)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
