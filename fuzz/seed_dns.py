@@ -8,7 +8,7 @@ Each file is one fuzz input, as `nss_ec2_dns::testing::fuzz_one` reads it: one m
 message in wire format (no TCP length prefix). The queries ask about the names of
 `nss_ec2_dns::testing::fixture()` (domain `ec2`): every answer kind of the stub (addresses,
 NODATA, NXDOMAIN, the apex, PTR, REFUSED, SERVFAIL, truncation of `big.ec2`), with and without
-EDNS, and the malformed shapes (zero or two questions, opcode NOTIFY, QR set, class CH, a valid
+EDNS, the reverse zones' apexes and negative answers, CD and DO, and the malformed shapes (zero or two questions, opcode NOTIFY, QR set, class CH, a valid
 and a looping compression pointer, truncated packets, a packet shorter than a header).
 
 Standard library only: the messages are written byte by byte with `struct`. The other files
@@ -112,6 +112,17 @@ seed("ptr-9.9.9.9", UDP, query(ptr_name("9.9.9.9"), PTR))
 seed("ptr-10.1.0.7", UDP, query(ptr_name("10.1.0.7"), PTR))
 seed("a-ptr-name", UDP, query(ptr_name("10.0.0.1"), A))
 seed("ptr-partial-in-addr", UDP, query("0.10.in-addr.arpa", PTR))
+# The reverse zones of the exports (issue 23): apexes of a /24 and a /64, another address and
+# another type in them, a name between a /64's apex and its addresses, above every zone.
+seed("soa-apex-v4-zone", UDP, query("0.0.10.in-addr.arpa", SOA))
+seed("ns-apex-v4-zone-tcp", TCP, query("0.0.10.in-addr.arpa", NS))
+seed("ptr-other-in-zone", UDP, query(ptr_name("10.0.0.200"), PTR))
+seed("aaaa-ptr-name", UDP, query(ptr_name("10.0.0.1"), AAAA, edns=E1232))
+seed("soa-apex-v6-zone", UDP, query(".".join(ptr_name("2600::1").split(".")[16:]), SOA))
+seed("ptr-v6-between", UDP, query(".".join(ptr_name("2600::1").split(".")[8:]), PTR))
+seed("any-ptr-v6", TCP, query(ptr_name("2600::3"), ANY))
+seed("soa-above-zones", UDP, query("10.in-addr.arpa", SOA))
+seed("cd-do-flags", UDP, query("i-1.ec2", A, flags=RD | 0x0010, edns={"payload": 1232, "do": True}))
 # Outside the zone, and without a snapshot.
 seed("a-example.com", UDP, query("example.com", A))
 seed("a-postgres-nosnap", UDP | NO_SNAPSHOT, query("postgres.tphon.ec2", A))

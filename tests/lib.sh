@@ -81,19 +81,23 @@ ensure_debian_packages() {
         command -v ansible >/dev/null || lean+=(ansible-core)
         command -v promtool >/dev/null || lean+=(prometheus)
         command -v unbound >/dev/null || lean+=(unbound)
+        # The zone exports loaded by BIND and NSD themselves (issue 23): named-checkzone does not
+        # check what named refuses (max-records-per-type).
+        command -v named >/dev/null || lean+=(bind9)
+        command -v nsd >/dev/null || lean+=(nsd)
     fi
     if [ ${#want[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
         echo "installing: ${want[*]} ${lean[*]}"
         $sudo apt-get update -qq
         [ ${#want[@]} -eq 0 ] || DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${want[@]}"
         if [ ${#lean[@]} -gt 0 ]; then
-            # promtool comes with Debian's Prometheus server, and unbound is a server too: a
-            # policy-rc.d that refuses (101) keeps their services (*:9090, 127.0.0.1:53) from
-            # starting on this machine, and they are disabled at boot, when this script
-            # installed them (not an operator's own).
+            # promtool comes with Debian's Prometheus server, and unbound, BIND and NSD are
+            # servers too: a policy-rc.d that refuses (101) keeps their services (*:9090, port
+            # 53) from starting on this machine, and they are disabled at boot, when this script
+            # installed them (not an operator's own). PACKAGE:SERVICE.
             local policy="" ours=() s
-            for s in prometheus unbound; do
-                dpkg -s "$s" >/dev/null 2>&1 || ours+=("$s")
+            for s in prometheus:prometheus unbound:unbound bind9:named nsd:nsd; do
+                dpkg -s "${s%%:*}" >/dev/null 2>&1 || ours+=("${s#*:}")
             done
             if [ ! -e /usr/sbin/policy-rc.d ]; then
                 policy=/usr/sbin/policy-rc.d

@@ -10,18 +10,22 @@
 //!
 //! | query | answer |
 //! |---|---|
-//! | a name under `D` that exists, A/AAAA with addresses | NOERROR, AA, the addresses |
+//! | a name under `D` that exists, A/AAAA with addresses | NOERROR, AA, the addresses (each once) |
 //! | a name under `D` that exists without that type (also `G.D` above a multi-label service) | NOERROR, AA, no answer, SOA in authority |
 //! | a name under `D` that does not exist | NXDOMAIN, AA, SOA in authority |
-//! | `D` itself: SOA, NS (ANY: both) | NOERROR, AA |
-//! | PTR of an instance address | NOERROR, AA, `I.D` then the numbered names |
+//! | `D` itself: SOA, NS (`D.` itself, RFC 6303) | NOERROR, AA |
+//! | ANY (RFC 8482) | one RRset: the SOA at an apex, the A (else AAAA) records of a name, the PTRs of an address |
+//! | a reverse name in a zone of the exports (an IPv4 /24 or IPv6 /64 holding an instance address) | PTR of an instance address (`I.D`, then the numbered names); SOA and NS at the apex; NXDOMAIN for another address, NODATA for another type, with the zone's SOA |
 //! | anything else (other zones, other reverse names, class other than IN, zone transfers) | REFUSED |
 //! | `D` while no usable snapshot is installed | SERVFAIL |
-//! | malformed | FORMERR (a bare header), or nothing for a packet shorter than a header or a response |
+//! | two questions or none | FORMERR |
+//! | not parseable as a query, a response, shorter than a header | nothing |
 //!
-//! The recursion-available flag is never set, and nothing is ever forwarded. A UDP answer
-//! never exceeds 512 bytes, or the client's EDNS size clamped to [`EDNS_PAYLOAD`]: what does not
-//! fit is left out with TC set, and TCP carries the whole answer (up to 65 535 bytes).
+//! The recursion-available flag is never set, and nothing is ever forwarded; CD and DO are
+//! copied (RFC 4035, RFC 3225). A UDP answer never exceeds 512 bytes, or the client's EDNS size
+//! clamped to [`EDNS_PAYLOAD`]: what does not fit is left out with TC set. Over TCP TC is never
+//! set: the answer carries the records that fit in 65 535 bytes, every owner a pointer to the
+//! question (4 000-odd A records). The work of a query is bounded by its answer ([`Index`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -36,7 +40,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use nss_ec2_snapshot::{Family, Find, Snapshot};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The UDP payload size the stub offers in its OPT record and the most it sends over UDP,
@@ -46,8 +50,6 @@ pub const EDNS_PAYLOAD: u16 = 1232;
 pub const TCP_MAX: usize = 65_535;
 /// The SOA's expire field: how long a secondary would keep serving the zone (exports).
 pub const SOA_EXPIRE: u32 = 604_800;
-/// The name server of `D` (NS) and the SOA's MNAME: the zone is served only locally (RFC 6303).
-pub const NS_NAME: &str = "localhost.";
 /// The SOA's RNAME (RFC 6303: nobody to write to).
 pub const SOA_RNAME: &str = "nobody.invalid.";
 
@@ -60,22 +62,67 @@ pub enum Transport {
     Tcp,
 }
 
-/// The names that exist in DNS terms without being names of the snapshot: empty non-terminals,
-/// such as `postgres.tphon.ec2` when only `readonly.postgres.tphon.ec2` is published. They answer
-/// NODATA, not NXDOMAIN (RFC 8020: NXDOMAIN would deny every name below them too).
+/// What the stub reads once per snapshot (O(names + members + addresses)), so that the work of
+/// every query is bounded by its answer, not by the snapshot:
+///
+/// * the names that exist in DNS terms without being names of the snapshot: empty non-terminals,
+///   such as `postgres.tphon.ec2` when only `readonly.postgres.tphon.ec2` is published. They
+///   answer NODATA, not NXDOMAIN (RFC 8020: NXDOMAIN would deny every name below them too);
+/// * for each name and address family, which members have an address of that family: all (the
+///   walk stops at the answer's size), none (no walk: NODATA), or the list of those that do
+///   (`AAAA` of a 100 000-member group of an IPv4-only VPC walks nothing);
+/// * the reverse zones the exports define, one per IPv4 /24 and IPv6 /64 holding an instance
+///   address, and the IPv6 addresses (the names between a /64's apex and an address exist).
 #[derive(Debug, Default)]
 pub struct Index {
     empty_non_terminals: HashSet<Box<[u8]>>,
+    /// Per name (enumeration order): [`ALL_V4`], [`NO_V4`], [`ALL_V6`], [`NO_V6`] bits; a
+    /// family with neither has its holders in `holders`.
+    families: Vec<u8>,
+    holders: HashMap<(u32, bool), Box<[u32]>>,
+    v4_zones: HashSet<[u8; 3]>,
+    v6_zones: HashSet<[u8; 8]>,
+    v6_addrs: Vec<[u8; 16]>,
+}
+
+const ALL_V4: u8 = 1;
+const NO_V4: u8 = 2;
+const ALL_V6: u8 = 4;
+const NO_V6: u8 = 8;
+
+/// Which members of a name have an address of a family.
+enum Holders<'i> {
+    All,
+    None,
+    These(&'i [u32]),
 }
 
 impl Index {
-    /// Reads every name of the snapshot once (O(names)); a name that cannot be read is skipped
-    /// (a lookup of it fails on its own).
+    /// Reads every name, member and address of the snapshot once; what cannot be read is
+    /// skipped (a lookup of it fails on its own).
     pub fn build(snap: &Snapshot<'_>) -> Index {
         let mut ents = HashSet::new();
         let d = snap.domain();
-        for i in 0..snap.len() {
+        let mut families = vec![0u8; snap.len()];
+        let mut holders = HashMap::new();
+        for (i, flags) in families.iter_mut().enumerate() {
             let Ok(a) = snap.answer(i) else { continue };
+            for (v6, all, none) in [(false, ALL_V4, NO_V4), (true, ALL_V6, NO_V6)] {
+                let family = if v6 { Family::V6 } else { Family::V4 };
+                let mut have = Vec::new();
+                for (k, m) in a.members().enumerate() {
+                    if m.is_ok_and(|m| m.count(family) > 0) {
+                        have.push(k as u32);
+                    }
+                }
+                if have.len() == a.member_count() {
+                    *flags |= all;
+                } else if have.is_empty() {
+                    *flags |= none;
+                } else {
+                    holders.insert((i as u32, v6), have.into_boxed_slice());
+                }
+            }
             let name = a.name();
             // Suffixes strictly between the name and `D`.
             let Some(rel) = name
@@ -95,8 +142,33 @@ impl Index {
                 }
             }
         }
+        let (mut v4_zones, mut v6_zones, mut v6_addrs) =
+            (HashSet::new(), HashSet::new(), Vec::new());
+        for j in 0..snap.header().instances as usize {
+            let Ok(inst) = snap.instance(j) else { continue };
+            inst.for_each_addr(Family::V4, |a| {
+                if let Ok(z) = <[u8; 3]>::try_from(&a[..3]) {
+                    v4_zones.insert(z);
+                }
+            });
+            inst.for_each_addr(Family::V6, |a| {
+                if let Ok(full) = <[u8; 16]>::try_from(a) {
+                    let mut z = [0u8; 8];
+                    z.copy_from_slice(&full[..8]);
+                    v6_zones.insert(z);
+                    v6_addrs.push(full);
+                }
+            });
+        }
+        v6_addrs.sort_unstable();
+        v6_addrs.dedup();
         Index {
             empty_non_terminals: ents,
+            families,
+            holders,
+            v4_zones,
+            v6_zones,
+            v6_addrs,
         }
     }
 
@@ -114,6 +186,41 @@ impl Index {
     pub fn is_empty(&self) -> bool {
         self.empty_non_terminals.is_empty()
     }
+
+    fn holders(&self, name: usize, family: Family) -> Holders<'_> {
+        let (v6, all, none) = match family {
+            Family::V4 => (false, ALL_V4, NO_V4),
+            Family::V6 => (true, ALL_V6, NO_V6),
+        };
+        let flags = self.families.get(name).copied().unwrap_or(0);
+        if flags & all != 0 {
+            Holders::All
+        } else if flags & none != 0 {
+            Holders::None
+        } else {
+            match self.holders.get(&(name as u32, v6)) {
+                Some(h) => Holders::These(h),
+                // Not indexed (a record that could not be read): walk, bounded by the answer.
+                None => Holders::All,
+            }
+        }
+    }
+
+    /// True when some instance address lies under the IPv6 nibble prefix `nibbles` (high
+    /// nibble first).
+    fn v6_prefix_exists(&self, nibbles: &[u8]) -> bool {
+        let mut lo = [0u8; 16];
+        for (i, n) in nibbles.iter().enumerate() {
+            lo[i / 2] |= if i % 2 == 0 { n << 4 } else { *n };
+        }
+        let at = self.v6_addrs.partition_point(|a| a < &lo);
+        self.v6_addrs.get(at).is_some_and(|a| {
+            nibbles.iter().enumerate().all(|(i, n)| {
+                let b = a[i / 2];
+                (if i % 2 == 0 { b >> 4 } else { b & 15 }) == *n
+            })
+        })
+    }
 }
 
 /// What the stub answers from: the configured domain, and the installed snapshot (parsed, within
@@ -127,22 +234,23 @@ pub struct Zone<'a> {
     pub served: Option<(&'a Snapshot<'a>, &'a Index)>,
 }
 
-/// The answer to one query, or `None` when nothing should be sent (shorter than a DNS header,
-/// or not a query). Never panics, whatever the bytes (fuzz target `dns_query`).
+/// The answer to one query, or `None` when nothing should be sent: shorter than a DNS header,
+/// not a query, or not parseable as one (answering garbage, even with FORMERR, lets a spoofed
+/// packet start a loop between two UDP services). Never panics, whatever the bytes (fuzz
+/// target `dns_query`).
 pub fn respond(zone: &Zone<'_>, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
     // Never answer a response: two servers would otherwise bounce packets forever.
     if query.len() < 12 || query[2] & 0x80 != 0 {
         return None;
     }
-    let req = match Message::from_vec(query) {
-        Ok(m) => m,
-        Err(_) => return Some(bare_formerr(query)),
-    };
-    let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
-    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    let req = Message::from_vec(query).ok()?;
     if req.metadata.message_type != MessageType::Query {
         return None;
     }
+    let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
+    resp.metadata.recursion_desired = req.metadata.recursion_desired;
+    // RFC 4035 3.2.2: CD is copied into the response.
+    resp.metadata.checking_disabled = req.metadata.checking_disabled;
     let mut limit = match transport {
         Transport::Udp => 512,
         Transport::Tcp => TCP_MAX,
@@ -151,6 +259,9 @@ pub fn respond(zone: &Zone<'_>, query: &[u8], transport: Transport) -> Option<Ve
         let mut ours = Edns::new();
         ours.set_max_payload(EDNS_PAYLOAD);
         ours.set_version(0);
+        // RFC 3225: DO is copied into the response (no signatures are sent: the zone is not
+        // signed, so a validator treats the answers as insecure under a negative trust anchor).
+        ours.set_dnssec_ok(e.flags().dnssec_ok);
         resp.set_edns(ours);
         if transport == Transport::Udp {
             limit = usize::from(e.max_payload().clamp(512, EDNS_PAYLOAD));
@@ -158,30 +269,19 @@ pub fn respond(zone: &Zone<'_>, query: &[u8], transport: Transport) -> Option<Ve
     }
     if req.metadata.op_code != OpCode::Query {
         resp.metadata.response_code = ResponseCode::NotImp;
-        return Some(encode(&resp, limit));
+        return Some(encode(&resp, limit, transport));
     }
     let [q] = req.queries.as_slice() else {
         resp.metadata.response_code = ResponseCode::FormErr;
-        return Some(encode(&resp, limit));
+        return Some(encode(&resp, limit, transport));
     };
     resp.add_query(q.clone());
     if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
         resp.metadata.response_code = ResponseCode::BADVERS;
-        return Some(encode(&resp, limit));
+        return Some(encode(&resp, limit, transport));
     }
     answer(zone, q, &mut resp, limit);
-    Some(encode(&resp, limit))
-}
-
-/// FORMERR for a packet hickory-proto cannot parse: the 12-byte header alone (ID, opcode and RD
-/// of the query), never larger than what came in.
-fn bare_formerr(query: &[u8]) -> Vec<u8> {
-    let mut h = vec![0u8; 12];
-    h[0] = query[0];
-    h[1] = query[1];
-    h[2] = 0x80 | (query[2] & 0x79); // QR, the opcode, RD
-    h[3] = ResponseCode::FormErr.low();
-    h
+    Some(encode(&resp, limit, transport))
 }
 
 /// Fills `resp` (which already carries the question) for one question.
@@ -192,8 +292,8 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
         return;
     }
     let labels: Vec<&[u8]> = q.name().iter().collect();
-    if let Some(addr) = reverse_address(&labels) {
-        return answer_reverse(zone, q, addr, resp);
+    if let Some(rev) = reverse_name(&labels) {
+        return answer_reverse(zone, q, rev, resp);
     }
     let Some((snap, index)) = zone.served else {
         // Ours, but nothing to answer from: the resolver asks elsewhere or fails for now.
@@ -213,20 +313,20 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
     let ttl = h.interval_secs;
     resp.metadata.authoritative = true;
     let owner = q.name().clone();
+    let apex_name = apex(snap);
     if relative == 0 {
-        // The apex, `D`: the SOA answered under the query's spelling, like every answer.
-        let mut soa = soa_record(snap);
+        // The apex, `D`: the SOA answered under the query's spelling, like every answer. The
+        // NS is the zone's own name (RFC 6303), which has no address: a priming resolver is
+        // never sent to another host.
+        let mut soa = soa_record(snap, apex_name.clone());
         soa.name = owner.clone();
-        let ns = Record::from_rdata(owner.clone(), ttl, RData::NS(NS(name(NS_NAME))));
+        let ns = Record::from_rdata(owner.clone(), ttl, RData::NS(NS(apex_name)));
         match qtype {
-            RecordType::SOA => {
+            // RFC 8482: ANY gets one RRset, the SOA.
+            RecordType::SOA | RecordType::ANY => {
                 resp.add_answer(soa);
             }
             RecordType::NS => {
-                resp.add_answer(ns);
-            }
-            RecordType::ANY => {
-                resp.add_answer(soa);
                 resp.add_answer(ns);
             }
             _ => {
@@ -235,6 +335,9 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
         }
         return;
     }
+    let negative = |resp: &mut Message| {
+        resp.add_authority(soa_record(snap, apex(snap)));
+    };
     // A name of the snapshot is made of [a-z0-9_-] labels; anything else cannot be one (and must
     // not be joined into one: a label holding a '.' byte).
     let mut full = Vec::with_capacity(255);
@@ -245,7 +348,7 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
                 .all(|c| c.is_ascii_alphanumeric() || b"-_".contains(c))
         {
             resp.metadata.response_code = ResponseCode::NXDomain;
-            resp.add_authority(soa_record(snap));
+            negative(resp);
             return;
         }
         if !full.is_empty() {
@@ -259,7 +362,7 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
             if !index.is_empty_non_terminal(&full) {
                 resp.metadata.response_code = ResponseCode::NXDomain;
             }
-            resp.add_authority(soa_record(snap));
+            negative(resp);
             return;
         }
         Err(_) => {
@@ -267,76 +370,264 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
             return;
         }
     };
-    // Build no more records than could fit: every A/AAAA record takes at least 16 bytes.
-    let cap = limit / 16 + 1;
+    // RFC 8482: ANY gets one RRset: the addresses of one family, IPv4 if there are any.
+    let families: &[Family] = match qtype {
+        RecordType::A => &[Family::V4],
+        RecordType::AAAA => &[Family::V6],
+        RecordType::ANY => match index.holders(found.index(), Family::V4) {
+            Holders::None => &[Family::V6],
+            _ => &[Family::V4],
+        },
+        _ => &[],
+    };
     let mut records = Vec::new();
-    // Stops at `cap` whatever the size of the name: the work of a query is bounded by what its
-    // answer can hold, not by the group behind it.
-    let mut add = |family: Family| {
-        for m in found.members() {
-            if records.len() >= cap {
-                break;
-            }
-            let Ok(m) = m else { return false };
-            m.for_each_addr(family, |a| {
-                let rdata = match family {
-                    Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
-                    Family::V6 => {
-                        <[u8; 16]>::try_from(a).map(|b| RData::AAAA(AAAA(Ipv6Addr::from(b))))
-                    }
-                };
-                if let Ok(rdata) = rdata {
-                    records.push(Record::from_rdata(owner.clone(), ttl, rdata));
-                }
-            });
+    for &family in families {
+        if addresses(found, index, family, limit, &owner, ttl, &mut records).is_err() {
+            *resp = servfail(resp);
+            return;
         }
-        true
-    };
-    let ok = match qtype {
-        RecordType::A => add(Family::V4),
-        RecordType::AAAA => add(Family::V6),
-        RecordType::ANY => add(Family::V4) && add(Family::V6),
-        _ => true,
-    };
-    if !ok {
-        *resp = servfail(resp);
-        return;
     }
     if records.is_empty() {
-        resp.add_authority(soa_record(snap));
+        negative(resp);
     } else {
         resp.add_answers(records);
     }
 }
 
-/// PTR for an address of the snapshot; REFUSED for any other reverse name (not our zone).
-fn answer_reverse(zone: &Zone<'_>, q: &Query, addr: Addr, resp: &mut Message) {
-    let Some((snap, _)) = zone.served else {
+/// The records of `found`'s addresses of `family`, no more than could fit in `limit` bytes
+/// (every A/AAAA record takes at least 16), each address once (RFC 2181 5: an RRset has no
+/// duplicates; two instances of two VPCs may share one). The work is bounded by the answer, not
+/// by the name: only members that have an address of the family are visited ([`Index`]).
+fn addresses(
+    found: nss_ec2_snapshot::Answer<'_>,
+    index: &Index,
+    family: Family,
+    limit: usize,
+    owner: &Name,
+    ttl: u32,
+    records: &mut Vec<Record>,
+) -> Result<(), nss_ec2_snapshot::Corrupt> {
+    let cap = limit / 16 + 1;
+    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    let mut visit = |m: nss_ec2_snapshot::InstanceRef<'_>, records: &mut Vec<Record>| {
+        m.for_each_addr(family, |a| {
+            if records.len() >= cap {
+                return;
+            }
+            let mut key = [0u8; 16];
+            let n = a.len().min(16);
+            key[..n].copy_from_slice(&a[..n]);
+            if !seen.insert(key) {
+                return;
+            }
+            let rdata = match family {
+                Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
+                Family::V6 => <[u8; 16]>::try_from(a).map(|b| RData::AAAA(AAAA(Ipv6Addr::from(b)))),
+            };
+            if let Ok(rdata) = rdata {
+                records.push(Record::from_rdata(owner.clone(), ttl, rdata));
+            }
+        });
+    };
+    match index.holders(found.index(), family) {
+        Holders::None => {}
+        Holders::All => {
+            for m in found.members() {
+                if records.len() >= cap {
+                    break;
+                }
+                visit(m?, records);
+            }
+        }
+        Holders::These(list) => {
+            for &k in list {
+                if records.len() >= cap {
+                    break;
+                }
+                if let Some(m) = found.member(k as usize) {
+                    visit(m?, records);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A reverse name, parsed: which zone (an IPv4 /24, an IPv6 /64) and how far below its apex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reverse {
+    /// Above every zone the stub serves (`10.in-addr.arpa`, fewer than 16 nibbles).
+    Above,
+    /// `c.b.a.in-addr.arpa`, the apex of an IPv4 /24.
+    V4Apex([u8; 3]),
+    /// `d.c.b.a.in-addr.arpa`.
+    V4([u8; 4]),
+    /// An IPv6 name of 16 to 32 nibbles (high nibble first): 16 is a /64's apex, 32 an address.
+    V6 { nibbles: [u8; 32], len: usize },
+    /// Under `in-addr.arpa` or `ip6.arpa`, but no address (a bad label, too many labels).
+    Malformed,
+}
+
+/// Parses `…in-addr.arpa` (octets 0-255, no leading zeros) and `…ip6.arpa` (hex nibbles).
+fn reverse_name(labels: &[&[u8]]) -> Option<Reverse> {
+    let is = |l: &[u8], s: &str| l.eq_ignore_ascii_case(s.as_bytes());
+    let n = labels.len();
+    if n >= 2 && is(labels[n - 2], "in-addr") && is(labels[n - 1], "arpa") {
+        let octets = &labels[..n - 2];
+        let octet = |l: &[u8]| -> Option<u8> {
+            let ok = !l.is_empty()
+                && l.len() <= 3
+                && l.iter().all(u8::is_ascii_digit)
+                && (l.len() == 1 || l[0] != b'0');
+            ok.then(|| std::str::from_utf8(l).ok()?.parse().ok())?
+        };
+        if octets.len() > 4 {
+            return Some(Reverse::Malformed);
+        }
+        let mut v = [0u8; 4];
+        for (i, l) in octets.iter().rev().enumerate() {
+            match octet(l) {
+                Some(o) => v[i] = o,
+                None => return Some(Reverse::Malformed),
+            }
+        }
+        return Some(match octets.len() {
+            4 => Reverse::V4(v),
+            3 => Reverse::V4Apex([v[0], v[1], v[2]]),
+            _ => Reverse::Above,
+        });
+    }
+    if n >= 2 && is(labels[n - 2], "ip6") && is(labels[n - 1], "arpa") {
+        let nib = &labels[..n - 2];
+        if nib.len() > 32 {
+            return Some(Reverse::Malformed);
+        }
+        let mut nibbles = [0u8; 32];
+        for (i, l) in nib.iter().rev().enumerate() {
+            let [c] = l else {
+                return Some(Reverse::Malformed);
+            };
+            match (*c as char).to_digit(16) {
+                Some(v) => nibbles[i] = v as u8,
+                None => return Some(Reverse::Malformed),
+            }
+        }
+        return Some(if nib.len() < 16 {
+            Reverse::Above
+        } else {
+            Reverse::V6 {
+                nibbles,
+                len: nib.len(),
+            }
+        });
+    }
+    None
+}
+
+/// Packs high-nibble-first nibbles into bytes.
+fn pack<const N: usize>(nibbles: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (i, n) in nibbles.iter().take(2 * N).enumerate() {
+        out[i / 2] |= if i % 2 == 0 { n << 4 } else { *n };
+    }
+    out
+}
+
+/// The reverse zones of the exports, one per IPv4 /24 and IPv6 /64 holding an instance
+/// address: PTR of an instance address (`I.D`, then its numbered names), the SOA and NS at each
+/// apex, NXDOMAIN for other addresses and NODATA for other types, with the zone's SOA; REFUSED
+/// for reverse names in no such zone (not ours: another server may know them).
+fn answer_reverse(zone: &Zone<'_>, q: &Query, rev: Reverse, resp: &mut Message) {
+    let Some((snap, index)) = zone.served else {
         resp.metadata.response_code = ResponseCode::Refused;
         return;
     };
-    let inst = match addr {
-        Addr::V4(a) => snap.reverse_v4(a),
-        Addr::V6(a) => snap.reverse_v6(a),
+    let qtype = q.query_type();
+    let labels: Vec<&[u8]> = q.name().iter().collect();
+    // The zone's apex: the name's last `keep` labels, lower case.
+    let apex_of = |keep: usize| -> Name {
+        let text: Vec<String> = labels[labels.len() - keep..]
+            .iter()
+            .map(|l| String::from_utf8_lossy(l).to_ascii_lowercase())
+            .collect();
+        name(&format!("{}.", text.join(".")))
     };
-    let names: Result<Vec<&[u8]>, _> = match inst {
-        Ok(None) => {
-            // Not an instance address: not ours to answer, another server may know it.
-            resp.metadata.response_code = ResponseCode::Refused;
-            return;
+    let refused = |resp: &mut Message| resp.metadata.response_code = ResponseCode::Refused;
+    // (apex, the instance named, whether the name exists without one)
+    let (apex_name, keep, inst, exists) = match rev {
+        Reverse::Above | Reverse::Malformed => return refused(resp),
+        Reverse::V4Apex(z) => {
+            if !index.v4_zones.contains(&z) {
+                return refused(resp);
+            }
+            (apex_of(5), 5, None, true)
         }
-        Ok(Some(inst)) => std::iter::once(inst.name()).chain(inst.aliases()).collect(),
-        Err(e) => Err(e),
+        Reverse::V4(a) => {
+            if !index.v4_zones.contains(&[a[0], a[1], a[2]]) {
+                return refused(resp);
+            }
+            match snap.reverse_v4(a) {
+                Ok(i) => (apex_of(5), 5, i, false),
+                Err(_) => {
+                    *resp = servfail(resp);
+                    return;
+                }
+            }
+        }
+        Reverse::V6 { nibbles, len } => {
+            if !index.v6_zones.contains(&pack::<8>(&nibbles[..16])) {
+                return refused(resp);
+            }
+            if len < 32 {
+                // The apex, or a name between it and the addresses: it exists (NODATA) if an
+                // address lies under it.
+                let exists = index.v6_prefix_exists(&nibbles[..len]);
+                (apex_of(18), 18, None, exists)
+            } else {
+                match snap.reverse_v6(pack::<16>(&nibbles)) {
+                    Ok(i) => (apex_of(18), 18, i, false),
+                    Err(_) => {
+                        *resp = servfail(resp);
+                        return;
+                    }
+                }
+            }
+        }
     };
+    resp.metadata.authoritative = true;
+    let ttl = snap.header().interval_secs;
+    let soa = || soa_record(snap, apex_name.clone());
+    if labels.len() == keep {
+        let mut s = soa();
+        s.name = q.name().clone();
+        match qtype {
+            // RFC 8482: ANY gets one RRset, the SOA.
+            RecordType::SOA | RecordType::ANY => resp.add_answer(s),
+            RecordType::NS => resp.add_answer(Record::from_rdata(
+                q.name().clone(),
+                ttl,
+                RData::NS(NS(apex_name.clone())),
+            )),
+            _ => resp.add_authority(soa()),
+        };
+        return;
+    }
+    let Some(inst) = inst else {
+        if !exists {
+            resp.metadata.response_code = ResponseCode::NXDomain;
+        }
+        resp.add_authority(soa());
+        return;
+    };
+    if !matches!(qtype, RecordType::PTR | RecordType::ANY) {
+        resp.add_authority(soa());
+        return;
+    }
+    let names: Result<Vec<&[u8]>, _> = std::iter::once(inst.name()).chain(inst.aliases()).collect();
     let Ok(names) = names else {
         *resp = servfail(resp);
         return;
     };
-    let ttl = snap.header().interval_secs;
-    resp.metadata.authoritative = true;
-    if !matches!(q.query_type(), RecordType::PTR | RecordType::ANY) {
-        return;
-    }
     for n in names {
         let Ok(text) = std::str::from_utf8(n) else {
             continue;
@@ -376,40 +667,6 @@ fn split_zone(labels: &[&[u8]], domain: &[u8]) -> Option<usize> {
         .then_some(rel)
 }
 
-/// An address named by a complete reverse name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Addr {
-    V4([u8; 4]),
-    V6([u8; 16]),
-}
-
-/// `d.c.b.a.in-addr.arpa` (each 0-255, no leading zeros) or the 32 nibbles of `ip6.arpa`.
-fn reverse_address(labels: &[&[u8]]) -> Option<Addr> {
-    let is = |l: &[u8], s: &str| l.eq_ignore_ascii_case(s.as_bytes());
-    match labels {
-        [d, c, b, a, x, y] if is(x, "in-addr") && is(y, "arpa") => {
-            let octet = |l: &[u8]| -> Option<u8> {
-                let ok = !l.is_empty()
-                    && l.len() <= 3
-                    && l.iter().all(u8::is_ascii_digit)
-                    && (l.len() == 1 || l[0] != b'0');
-                ok.then(|| std::str::from_utf8(l).ok()?.parse().ok())?
-            };
-            Some(Addr::V4([octet(a)?, octet(b)?, octet(c)?, octet(d)?]))
-        }
-        [nibbles @ .., x, y] if nibbles.len() == 32 && is(x, "ip6") && is(y, "arpa") => {
-            let mut out = [0u8; 16];
-            for (i, l) in nibbles.iter().rev().enumerate() {
-                let [c] = l else { return None };
-                let v = (*c as char).to_digit(16)? as u8;
-                out[i / 2] |= if i % 2 == 0 { v << 4 } else { v };
-            }
-            Some(Addr::V6(out))
-        }
-        _ => None,
-    }
-}
-
 fn name(text: &str) -> Name {
     Name::from_ascii(text).unwrap_or_else(|_| Name::root())
 }
@@ -420,17 +677,18 @@ fn apex(snap: &Snapshot<'_>) -> Name {
     name(&format!("{d}."))
 }
 
-/// `D`'s SOA: serial = the snapshot's generation (unix seconds; wraps after 2106 as RFC 1982
-/// serial arithmetic allows), refresh = retry = negative TTL = `interval`.
-fn soa_record(snap: &Snapshot<'_>) -> Record {
+/// A zone's SOA (`D`'s, or a reverse zone's, `apex`): MNAME = the zone's own name (RFC 6303),
+/// serial = the snapshot's generation (unix seconds; wraps after 2106 as RFC 1982 serial
+/// arithmetic allows), refresh = retry = negative TTL = `interval`.
+fn soa_record(snap: &Snapshot<'_>, apex: Name) -> Record {
     let h = snap.header();
     let ttl = h.interval_secs;
     let i = i32::try_from(ttl).unwrap_or(i32::MAX);
     Record::from_rdata(
-        apex(snap),
+        apex.clone(),
         ttl,
         RData::SOA(SOA::new(
-            name(NS_NAME),
+            apex,
             name(SOA_RNAME),
             soa_serial(snap),
             i,
@@ -446,8 +704,13 @@ pub fn soa_serial(snap: &Snapshot<'_>) -> u32 {
     snap.header().generated_unix as u32
 }
 
-/// The wire form within `limit`: whole if it fits, else the first answers that fit with TC set.
-fn encode(resp: &Message, limit: usize) -> Vec<u8> {
+/// The wire form within `limit`. Over UDP: whole if it fits, else the first answers that fit
+/// with TC set (the client asks again over TCP). Over TCP TC is never set (Go's resolver gives
+/// up on it, systemd-resolved retries for ever): the answers that fit in 65 535 bytes are sent.
+fn encode(resp: &Message, limit: usize, transport: Transport) -> Vec<u8> {
+    if let Some(fast) = encode_addresses(resp, limit, transport) {
+        return fast;
+    }
     // hickory-proto stops at 65 535 bytes itself, with TC set: only an encoding that holds every
     // record (the header's counts say so) is whole.
     let counts = |b: &[u8], at: usize| b.get(at..at + 2).map(|c| u16::from_be_bytes([c[0], c[1]]));
@@ -460,7 +723,7 @@ fn encode(resp: &Message, limit: usize) -> Vec<u8> {
         return whole;
     }
     let mut m = resp.clone();
-    m.metadata.truncation = true;
+    m.metadata.truncation = transport == Transport::Udp;
     m.authorities.clear();
     m.additionals.clear();
     // The largest prefix of the answers that fits; none always fits (a question is at most
@@ -484,11 +747,73 @@ fn encode(resp: &Message, limit: usize) -> Vec<u8> {
     best.unwrap_or_else(|| {
         let mut h = vec![0u8; 12];
         h[..2].copy_from_slice(&resp.metadata.id.to_be_bytes());
-        h[2] = 0x82; // QR, TC
+        h[2] = 0x80; // QR
         h[3] = ResponseCode::ServFail.low();
         h
     })
 }
 
+/// An answer of A or AAAA records, written with every owner a pointer to the question name
+/// (offset 12): 16 bytes an A record and 28 an AAAA. hickory-proto compresses at most 120 names
+/// a message and writes every later owner whole, so past about record 119 an answer would hold
+/// far fewer records than fit. `None` for any other answer (hickory-proto writes it).
+fn encode_addresses(resp: &Message, limit: usize, transport: Transport) -> Option<Vec<u8>> {
+    let [q] = resp.queries.as_slice() else {
+        return None;
+    };
+    if resp.answers.is_empty()
+        || !resp.authorities.is_empty()
+        || !resp
+            .answers
+            .iter()
+            .all(|r| matches!(r.data, RData::A(_) | RData::AAAA(_)) && r.name == *q.name())
+    {
+        return None;
+    }
+    let mut bare = resp.clone();
+    bare.answers.clear();
+    let base = bare.to_vec().ok()?;
+    // The question: its name (the first in the message, so written whole), type and class.
+    let qlen = {
+        use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+        let mut b = Vec::new();
+        q.emit(&mut BinEncoder::new(&mut b)).ok()?;
+        b.len()
+    };
+    let qend = 12 + qlen;
+    if base.len() < qend {
+        return None;
+    }
+    let tail = base.len() - qend;
+    let mut out = Vec::with_capacity(limit.min(base.len() + resp.answers.len() * 28));
+    out.extend_from_slice(&base[..qend]);
+    let mut n: u16 = 0;
+    for r in &resp.answers {
+        let (rtype, rdata): (u16, Vec<u8>) = match &r.data {
+            RData::A(a) => (1, a.0.octets().to_vec()),
+            RData::AAAA(a) => (28, a.0.octets().to_vec()),
+            _ => return None,
+        };
+        if out.len() + 12 + rdata.len() + tail > limit {
+            break;
+        }
+        out.extend_from_slice(&[0xc0, 0x0c]);
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&r.ttl.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+        n += 1;
+    }
+    out.extend_from_slice(&base[qend..]);
+    out[6..8].copy_from_slice(&n.to_be_bytes());
+    if usize::from(n) < resp.answers.len() && transport == Transport::Udp {
+        out[2] |= 0x02; // TC: the whole answer is for TCP.
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod stub_tests;
 #[cfg(test)]
 mod tests;

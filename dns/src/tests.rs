@@ -93,10 +93,13 @@ fn aaaa_and_nodata() {
     }
 }
 
+/// RFC 8482 (issue 23, item 4): ANY gets one RRset, the IPv4 addresses if there are any.
 #[test]
-fn any_gives_both_families() {
+fn any_gives_one_family() {
     let r = ask("i-1.ec2.", RecordType::ANY);
-    assert_eq!(addrs(&r), ["10.0.0.1", "2600::1"]);
+    assert_eq!(addrs(&r), ["10.0.0.1"]);
+    let r = ask("i-3.ec2.", RecordType::ANY);
+    assert_eq!(addrs(&r), ["2600::3"]);
 }
 
 #[test]
@@ -152,13 +155,17 @@ fn apex_soa_ns_and_nodata() {
         panic!("{r}")
     };
     assert_eq!(soa.serial, GEN as u32);
-    assert_eq!(soa.mname.to_string(), "localhost.");
+    assert_eq!(
+        soa.mname.to_string(),
+        "ec2.",
+        "the zone's own name (RFC 6303)"
+    );
     assert_eq!(
         ask("Ec2.", RecordType::SOA).answers[0].name.to_string(),
         "Ec2."
     );
     let r = ask("EC2.", RecordType::NS);
-    assert_eq!(addrs(&r), ["NS(NS(Name(\"localhost.\")))"]);
+    assert_eq!(addrs(&r), ["NS(NS(Name(\"ec2.\")))"]);
     let r = ask("ec2.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::NoError);
     assert!(r.answers.is_empty());
@@ -271,6 +278,8 @@ fn an_edns_size_below_512_still_allows_512() {
 
 #[test]
 fn malformed_queries_get_formerr_or_nothing() {
+    // Issue 23, item 4: what cannot be parsed as a query gets nothing (a FORMERR to garbage
+    // could bounce between two UDP services); a query with zero or two questions, FORMERR.
     let bytes = fixture();
     let snap = Snapshot::parse(&bytes).unwrap();
     let index = Index::build(&snap);
@@ -287,11 +296,7 @@ fn malformed_queries_get_formerr_or_nothing() {
     assert_eq!(r(&resp.to_vec().unwrap()), None);
     // Header claims a question that is not there.
     let garbage = [0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e'];
-    let out = r(&garbage).unwrap();
-    assert_eq!(out.len(), 12);
-    assert_eq!(&out[..2], &[0xab, 0xcd]);
-    assert_eq!(out[2], 0x81, "QR and RD");
-    assert_eq!(out[3] & 0x0f, 1, "FORMERR");
+    assert_eq!(r(&garbage), None);
     // Two questions, or none.
     let mut two = query("ec2.", RecordType::SOA);
     two.add_query(Query::query(
@@ -346,7 +351,7 @@ fn zone_export_has_origin_soa_ns_and_every_address() {
     let z = export::forward(&snap, export::Format::Zone).unwrap();
     assert!(z.contains("\n$ORIGIN ec2.\n$TTL 30\n"), "{z}");
     assert!(z.contains(&format!(
-        "@\tIN\tSOA\tlocalhost. nobody.invalid. ( {} 30 30 604800 30 )\n@\tIN\tNS\tlocalhost.\n",
+        "@\tIN\tSOA\tec2. nobody.invalid. ( {} 30 30 604800 30 )\n@\tIN\tNS\tns.invalid.\n",
         GEN as u32
     )));
     assert!(z.contains("\npostgres.tphon\tIN\tA\t10.0.0.1\n"));
@@ -360,17 +365,24 @@ fn zone_export_has_origin_soa_ns_and_every_address() {
 }
 
 #[test]
-fn reverse_zones_split_by_slash_8_and_slash_32() {
+fn reverse_zones_split_by_slash_24_and_slash_64() {
     let bytes = parsed();
     let snap = Snapshot::parse(&bytes).unwrap();
     let zones = export::reverse_zones(&snap).unwrap();
     let origins: Vec<&str> = zones.iter().map(|z| z.origin.as_str()).collect();
-    assert_eq!(origins, ["10.in-addr.arpa.", "0.0.0.0.0.0.6.2.ip6.arpa."]);
+    assert_eq!(
+        origins,
+        [
+            "0.0.10.in-addr.arpa.",
+            "0.1.10.in-addr.arpa.",
+            "0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.2.ip6.arpa."
+        ]
+    );
     let v4 = &zones[0].text;
-    assert!(v4.contains("\n1.0.0\tIN\tPTR\ti-1.ec2.\n1.0.0\tIN\tPTR\t1.postgres.tphon.ec2.\n"));
-    assert!(v4.contains("\n0.0.1\tIN\tPTR\ti-big0.ec2.\n"));
-    let v6 = &zones[1].text;
-    assert!(v6.contains("\n3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0\tIN\tPTR\ti-3.ec2.\n"));
+    assert!(v4.contains("\n1\tIN\tPTR\ti-1.ec2.\n1\tIN\tPTR\t1.postgres.tphon.ec2.\n"));
+    assert!(zones[1].text.contains("\n0\tIN\tPTR\ti-big0.ec2.\n"));
+    let v6 = &zones[2].text;
+    assert!(v6.contains("\n3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0\tIN\tPTR\ti-3.ec2.\n"));
 }
 
 #[test]
@@ -427,33 +439,18 @@ fn huge(n: u32) -> Vec<u8> {
     crate::testing::encode(&t)
 }
 
+/// Issue 23, item 2: over TCP an answer past 64 KiB keeps the whole records that fit, never
+/// with TC (Go's resolver gives up on TC over TCP), every owner a pointer to the question.
 #[test]
-fn an_answer_over_64_kib_keeps_whole_records_and_says_tc_even_over_tcp() {
+fn an_answer_over_64_kib_keeps_whole_records_and_no_tc_over_tcp() {
     let bytes = huge(6000);
     for t in [RecordType::A, RecordType::ANY] {
         let m = query("huge.ec2.", t);
         let (r, len) = ask_with(&bytes, &m, Transport::Tcp);
         assert!(len <= TCP_MAX, "{len}");
-        assert!(r.metadata.truncation, "not all 6000 fit in 64 KiB");
-        assert!(r.answers.len() > 1000, "{}", r.answers.len());
-        // No trailing bytes: what was sent is exactly the records the header counts.
-        let wire = respond(
-            &Zone {
-                domain: "ec2",
-                served: Some((
-                    &Snapshot::parse(&bytes).unwrap(),
-                    &Index::build(&Snapshot::parse(&bytes).unwrap()),
-                )),
-            },
-            &m.to_vec().unwrap(),
-            Transport::Tcp,
-        )
-        .unwrap();
-        assert_eq!(
-            r.to_vec().unwrap(),
-            wire,
-            "re-encoding gives the same bytes"
-        );
+        assert!(!r.metadata.truncation, "TC over TCP");
+        // 12 header + 14 question (huge.ec2, type, class), 16 an A record.
+        assert_eq!(r.answers.len(), (TCP_MAX - 12 - 14) / 16);
         assert_eq!(addrs(&r)[0], "10.2.0.0");
     }
     // Over UDP the work stops at what 512 bytes can hold.

@@ -1,40 +1,57 @@
 //! The DNS stub (`[dns] listen`, or sockets passed by systemd socket activation): the names of
 //! the installed snapshot for programs that never load an NSS module (static Go, musl, c-ares).
 //!
-//! It maps the snapshot the module maps and reads it through the same reader
-//! (`nss_ec2_snapshot::Snapshot`), looking at the file at most every [`RECHECK`] as the module
-//! does, so it follows every publish or install, by this daemon or by `ec2cached install`, with
-//! the same bounds checks. The answers come from [`nss_ec2_dns::respond`].
+//! It reads the snapshot the module maps, with the module's trust rules (owner root, this
+//! account or the state directory's owner, neither file nor directory writable by group or
+//! others, no symlink), into memory of its own (a file truncated in place costs nothing: the
+//! copy is whole), looking at the file at most every [`RECHECK`] as the module does, so it
+//! follows every publish or install, by this daemon or by `ec2cached install`. The answers come
+//! from [`nss_ec2_dns::respond`].
 //!
 //! It runs on its own threads, not on the poller's runtime: a long sweep never delays an answer.
-//! One thread per UDP socket; TCP connections one thread each, at most [`MAX_TCP`] at once, each
-//! closed after [`TCP_IDLE`] without a query.
+//! [`UDP_THREADS`] threads per UDP socket (a flood from one client does not starve the others);
+//! TCP connections one thread each, at most [`MAX_TCP`] at once and [`MAX_TCP_PER_SOURCE`] per
+//! client address; when all are taken, the connection idle longest is closed for a new one
+//! (RFC 7766 6.2.3). A connection is closed after [`TCP_IDLE`] without a query and after
+//! [`TCP_LIFETIME`] in all. Queries come only from loopback and `[dns] allow`; UDP queries from
+//! the ports of services that answer anything (echo, daytime, chargen, time, and 0) are dropped.
 
+use crate::config::dns::{allowed, Net};
 use crate::config::Config;
 use nss_ec2_dns::{respond, Index, Transport, Zone};
 use nss_ec2_snapshot::Snapshot;
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::num::NonZeroUsize;
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the stub looks whether a new snapshot was installed (the module's interval).
 pub const RECHECK: Duration = Duration::from_millis(100);
-/// TCP connections served at once; more are closed at once.
+/// Threads answering each UDP socket.
+pub const UDP_THREADS: usize = 4;
+/// TCP connections served at once; when all are taken, the one idle longest is closed.
 pub const MAX_TCP: usize = 64;
+/// TCP connections one client address may hold at once.
+pub const MAX_TCP_PER_SOURCE: usize = 8;
+/// The longest a TCP connection is kept, however busy.
+pub const TCP_LIFETIME: Duration = Duration::from_secs(120);
+/// UDP source ports never answered: echo, daytime, chargen, time (each answers anything, so a
+/// spoofed query would start a loop) and 0 (BIND drops the same).
+const DROPPED_PORTS: [u16; 5] = [0, 7, 13, 19, 37];
 /// A TCP connection without a new query for this long is closed (RFC 7766 suggests some
 /// seconds).
 pub const TCP_IDLE: Duration = Duration::from_secs(10);
 /// A query must arrive whole this soon after its first byte: a client trickling bytes does not
 /// hold a connection slot for long.
 pub const TCP_MESSAGE: Duration = Duration::from_secs(3);
-/// Largest snapshot mapped (offsets are 32 bit), as in the module.
+/// Largest snapshot read (offsets are 32 bit), as in the module.
 const MAX_LEN: u64 = u32::MAX as u64;
+/// The daemon's state directory: its owner is trusted like root, as by the module.
+const STATE_DIR: &str = "/var/lib/ec2cached";
 
 /// The stub's sockets.
 #[derive(Debug, Default)]
@@ -84,7 +101,8 @@ pub fn sockets(cfg: &Config) -> Result<Option<Sockets>, String> {
             match getsockopt(&owned.as_fd(), sockopt::SockType) {
                 Ok(SockType::Datagram) => {
                     let u = UdpSocket::from(owned);
-                    u.local_addr().map_err(|e| bad(e.to_string()))?;
+                    let at = u.local_addr().map_err(|e| bad(e.to_string()))?;
+                    unspecified(at)?;
                     s.udp.push(u);
                 }
                 Ok(SockType::Stream) => {
@@ -92,7 +110,8 @@ pub fn sockets(cfg: &Config) -> Result<Option<Sockets>, String> {
                         return Err(bad("not listening".into()));
                     }
                     let l = TcpListener::from(owned);
-                    l.local_addr().map_err(|e| bad(e.to_string()))?;
+                    let at = l.local_addr().map_err(|e| bad(e.to_string()))?;
+                    unspecified(at)?;
                     s.tcp.push(l);
                 }
                 other => return Err(bad(format!("{other:?}"))),
@@ -119,35 +138,21 @@ pub fn sockets(cfg: &Config) -> Result<Option<Sockets>, String> {
     Ok(Some(s))
 }
 
-/// A snapshot file mapped read-only and shared, as the module maps it.
-struct Mapping {
-    ptr: std::ptr::NonNull<std::ffi::c_void>,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and never written through; the pointer is only read.
-unsafe impl Send for Mapping {}
-// SAFETY: as above: shared reads of immutable memory.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: ptr/len come from a successful mmap of len bytes, unmapped only in Drop, so
-        // the slice is valid for as long as &self. The file is replaced by rename, never written
-        // in place, so the mapped bytes do not change.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr() as *const u8, self.len) }
+/// A socket systemd passed bound to an unspecified address would answer a query sent to one
+/// address from another, which clients drop: refused, as in `[dns] listen`.
+fn unspecified(at: std::net::SocketAddr) -> Result<(), String> {
+    if at.ip().is_unspecified() {
+        return Err(format!(
+            "the socket systemd passed listens on {at}, an unspecified address: replies would \
+             leave from another address than the one asked; list each address in \
+             ec2cached-dns.socket (ListenDatagram=, ListenStream=)"
+        ));
     }
+    Ok(())
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len come from a successful mmap and are unmapped exactly once; no slice
-        // of it outlives &self.
-        let _ = unsafe { nix::sys::mman::munmap(self.ptr, self.len) };
-    }
-}
-
-/// What identifies one installed file: a new one has another inode or mtime.
+/// What identifies one installed file: a new one has another inode or mtime; a `chmod` or
+/// `chown` changes its mode or owner, and so whether it is trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Ident {
     dev: u64,
@@ -155,6 +160,8 @@ struct Ident {
     size: u64,
     mtime: i64,
     mtime_nsec: i64,
+    mode: u32,
+    uid: u32,
 }
 
 impl Ident {
@@ -165,45 +172,90 @@ impl Ident {
             size: m.size(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
+            mode: m.mode(),
+            uid: m.uid(),
         }
     }
 }
 
-/// A mapped snapshot that parses, with its DNS index.
+/// A snapshot that parses, read into memory of the stub's own, with its DNS index.
 struct Loaded {
-    map: Mapping,
+    bytes: Vec<u8>,
     index: Index,
 }
 
-fn load(path: &Path) -> Result<(Ident, Option<Loaded>), std::io::Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Never a symlink (as the module), never block on a FIFO put in its place.
-    let f = std::fs::OpenOptions::new()
+/// Accounts whose files the stub trusts, as the module does: root, the account running it, and
+/// the owner of the daemon's state directory (when that is not writable by group or others).
+fn trusted(uid: u32) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    std::fs::metadata(STATE_DIR)
+        .is_ok_and(|d| d.uid() == uid && d.permissions().mode() & 0o022 == 0)
+}
+
+/// Why a file was not loaded: `Keep` (out of memory or descriptors: says nothing of the file,
+/// the loaded one stays) or `None` (gone, untrusted, unreadable: no snapshot, SERVFAIL).
+enum NotLoaded {
+    Keep,
+    None,
+}
+
+/// Opens and checks the snapshot as the module does: its directory is opened and checked
+/// through its descriptor, the file opened relative to it without following a symlink (and
+/// without blocking on a FIFO), then checked through its own descriptor, and read whole.
+fn load(path: &Path) -> Result<(Ident, Option<Loaded>), NotLoaded> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOMEM | libc::EMFILE | libc::ENFILE) => NotLoaded::Keep,
+        _ => NotLoaded::None,
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(NotLoaded::None);
+    };
+    if !path.is_absolute() {
+        return Err(NotLoaded::None);
+    }
+    let d = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = f.metadata()?;
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .map_err(io)?;
+    let dm = d.metadata().map_err(io)?;
+    if !dm.is_dir() || dm.permissions().mode() & 0o022 != 0 || !trusted(dm.uid()) {
+        return Err(NotLoaded::None);
+    }
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::openat(
+        &d,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| io(e.into()))?;
+    let f = std::fs::File::from(fd);
+    let meta = f.metadata().map_err(io)?;
     let ident = Ident::of(&meta);
-    if !meta.is_file() || meta.len() > MAX_LEN {
+    if !meta.is_file()
+        || meta.permissions().mode() & 0o022 != 0
+        || !trusted(meta.uid())
+        || meta.len() == 0
+        || meta.len() > MAX_LEN
+    {
         return Ok((ident, None));
     }
-    let Some(len) = NonZeroUsize::new(meta.len() as usize) else {
+    // Read whole into memory of our own: a file truncated or rewritten in place afterwards
+    // changes nothing here (a mapping would die of SIGBUS at the next query).
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    if f.take(meta.len()).read_to_end(&mut bytes).is_err() || bytes.len() as u64 != meta.len() {
         return Ok((ident, None));
-    };
-    use nix::sys::mman::{mmap, MapFlags, ProtFlags};
-    // SAFETY: a fresh read-only shared mapping of a regular file we opened, not aliased by any
-    // Rust reference; it is unmapped when the Mapping is dropped.
-    let ptr = unsafe { mmap(None, len, ProtFlags::PROT_READ, MapFlags::MAP_SHARED, &f, 0) }
-        .map_err(std::io::Error::from)?;
-    let map = Mapping {
-        ptr,
-        len: len.get(),
-    };
-    let index = match Snapshot::parse(map.bytes()) {
+    }
+    let index = match Snapshot::parse(&bytes) {
         Ok(s) => Index::build(&s),
         Err(_) => return Ok((ident, None)),
     };
-    Ok((ident, Some(Loaded { map, index })))
+    Ok((ident, Some(Loaded { bytes, index })))
 }
 
 struct State {
@@ -236,8 +288,9 @@ impl Current {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Looks at the file once (one `lstat`); maps and indexes it when it is another one, without
-    /// holding the lock the queries take. Not a regular file (gone, a symlink, a FIFO): none.
+    /// Looks at the file once (one `lstat`); reads and indexes it when it is another one,
+    /// without holding the lock the queries take. Not a regular file (gone, a symlink, a FIFO),
+    /// untrusted or unreadable: none (SERVFAIL), as the module answers UNAVAIL.
     pub fn refresh(&self) {
         let known = self.lock().ident;
         let update = match std::fs::symlink_metadata(&self.path) {
@@ -246,8 +299,8 @@ impl Current {
             Ok(_) => match load(&self.path) {
                 Ok((ident, loaded)) => (Some(ident), loaded.map(Arc::new)),
                 // Out of memory or descriptors says nothing about the file: keep what we have.
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return,
-                Err(_) => (None, None),
+                Err(NotLoaded::Keep) => return,
+                Err(NotLoaded::None) => (None, None),
             },
             Err(_) => (None, None),
         };
@@ -264,7 +317,7 @@ impl Current {
     pub fn answer(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
         let loaded = self.get();
         let snap = loaded.as_ref().and_then(|l| {
-            let s = Snapshot::parse(l.map.bytes()).ok()?;
+            let s = Snapshot::parse(&l.bytes).ok()?;
             (!s.header().expired_at(crate::leaf::clock::now())).then_some(s)
         });
         let zone = Zone {
@@ -290,6 +343,7 @@ impl Current {
 /// Starts the stub's threads on `sockets`; they run until the process exits.
 pub fn start(cfg: &Config, sockets: Sockets) -> Result<(), String> {
     let current = Arc::new(Current::new(cfg));
+    let allow: Arc<[Net]> = cfg.dns_allow.clone().into();
     // Loaded before the first query; then every RECHECK, on a thread of its own.
     current.refresh();
     tracing::info!(
@@ -306,11 +360,14 @@ pub fn start(cfg: &Config, sockets: Sockets) -> Result<(), String> {
             .map_err(|e| format!("dns: cannot start a thread: {e}"))
     };
     for sock in sockets.udp {
-        let c = current.clone();
         // Blocking mode (a passed socket may come non-blocking).
         sock.set_nonblocking(false)
             .map_err(|e| format!("dns: {e}"))?;
-        spawn("dns-udp", Box::new(move || serve_udp(&sock, &c)))?;
+        for _ in 0..UDP_THREADS {
+            let s = sock.try_clone().map_err(|e| format!("dns: {e}"))?;
+            let (c, a) = (current.clone(), allow.clone());
+            spawn("dns-udp", Box::new(move || serve_udp(&s, &c, &a)))?;
+        }
     }
     let c = current.clone();
     spawn(
@@ -320,17 +377,16 @@ pub fn start(cfg: &Config, sockets: Sockets) -> Result<(), String> {
             c.refresh();
         }),
     )?;
-    let active = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(Mutex::new(Conns::default()));
     for l in sockets.tcp {
-        let c = current.clone();
-        let a = active.clone();
+        let (c, a, k) = (current.clone(), allow.clone(), conns.clone());
         l.set_nonblocking(false).map_err(|e| format!("dns: {e}"))?;
-        spawn("dns-tcp", Box::new(move || serve_tcp(&l, &c, &a)))?;
+        spawn("dns-tcp", Box::new(move || serve_tcp(&l, &c, &a, &k)))?;
     }
     Ok(())
 }
 
-fn serve_udp(sock: &UdpSocket, current: &Current) {
+fn serve_udp(sock: &UdpSocket, current: &Current, allow: &[Net]) {
     let mut buf = vec![0u8; 65_535];
     let mut warned = false;
     loop {
@@ -346,8 +402,9 @@ fn serve_udp(sock: &UdpSocket, current: &Current) {
                 continue;
             }
         };
-        // Port 0 cannot be answered; reflecting to it is a known abuse pattern.
-        if peer.port() == 0 {
+        // Never answer a port whose service answers anything: a spoofed query from it would
+        // start an endless exchange; nor anyone outside loopback and `[dns] allow`.
+        if DROPPED_PORTS.contains(&peer.port()) || !allowed(allow, peer.ip()) {
             continue;
         }
         if let Some(resp) = current.answer(&buf[..n], Transport::Udp) {
@@ -356,9 +413,61 @@ fn serve_udp(sock: &UdpSocket, current: &Current) {
     }
 }
 
-fn serve_tcp(listener: &TcpListener, current: &Arc<Current>, active: &Arc<AtomicUsize>) {
+/// The open TCP connections: their client, a handle to close them, and since when each has
+/// been waiting for a query (`None` while one is read or answered).
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    open: HashMap<u64, Conn>,
+}
+
+struct Conn {
+    peer: IpAddr,
+    stream: TcpStream,
+    idle_since: Option<Instant>,
+}
+
+impl Conns {
+    /// Makes room for a connection from `peer`: `false` when that client holds
+    /// [`MAX_TCP_PER_SOURCE`] already, or all [`MAX_TCP`] are busy with queries; when all are
+    /// taken but one is idle, the one idle longest is closed (RFC 7766 6.2.3).
+    fn admit(&mut self, peer: IpAddr) -> bool {
+        if self.open.values().filter(|c| c.peer == peer).count() >= MAX_TCP_PER_SOURCE {
+            return false;
+        }
+        if self.open.len() < MAX_TCP {
+            return true;
+        }
+        let oldest = self
+            .open
+            .iter()
+            .filter_map(|(id, c)| c.idle_since.map(|t| (t, *id)))
+            .min();
+        match oldest {
+            Some((_, id)) => {
+                if let Some(c) = self.open.remove(&id) {
+                    let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The connections' table, also after a thread panicked holding it.
+fn lock(c: &Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn serve_tcp(
+    listener: &TcpListener,
+    current: &Arc<Current>,
+    allow: &Arc<[Net]>,
+    conns: &Arc<Mutex<Conns>>,
+) {
     loop {
-        let (stream, _) = match listener.accept() {
+        let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(_) => {
                 // Out of descriptors, a connection reset before accept: try again shortly.
@@ -366,20 +475,44 @@ fn serve_tcp(listener: &TcpListener, current: &Arc<Current>, active: &Arc<Atomic
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_TCP {
-            active.fetch_sub(1, Ordering::SeqCst);
-            drop(stream);
+        let ip = peer.ip().to_canonical();
+        if !allowed(allow, ip) {
             continue;
         }
-        let (c, a) = (current.clone(), active.clone());
+        let Ok(handle) = stream.try_clone() else {
+            continue;
+        };
+        let id = {
+            let mut k = lock(conns);
+            if !k.admit(ip) {
+                continue;
+            }
+            k.next += 1;
+            let id = k.next;
+            k.open.insert(
+                id,
+                Conn {
+                    peer: ip,
+                    stream: handle,
+                    idle_since: Some(Instant::now()),
+                },
+            );
+            id
+        };
+        let (c, k) = (current.clone(), conns.clone());
         let spawned = std::thread::Builder::new()
             .name("dns-tcp-conn".into())
             .spawn(move || {
-                let _ = serve_connection(stream, &c);
-                a.fetch_sub(1, Ordering::SeqCst);
+                let idle = |since: Option<Instant>| {
+                    if let Some(conn) = lock(&k).open.get_mut(&id) {
+                        conn.idle_since = since;
+                    }
+                };
+                let _ = serve_connection(stream, &c, idle);
+                lock(&k).open.remove(&id);
             });
         if spawned.is_err() {
-            active.fetch_sub(1, Ordering::SeqCst);
+            lock(conns).open.remove(&id);
         }
     }
 }
@@ -404,14 +537,22 @@ fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Res
 }
 
 /// Queries in a row on one connection (RFC 7766), each a 2-byte length and a message: the first
-/// byte within [`TCP_IDLE`], the rest within [`TCP_MESSAGE`].
-fn serve_connection(mut s: TcpStream, current: &Current) -> std::io::Result<()> {
+/// byte within [`TCP_IDLE`], the rest within [`TCP_MESSAGE`], and none after [`TCP_LIFETIME`].
+/// `idle` is told when the connection waits for a query (`Some`) and when it is busy (`None`).
+fn serve_connection(
+    mut s: TcpStream,
+    current: &Current,
+    idle: impl Fn(Option<Instant>),
+) -> std::io::Result<()> {
     s.set_write_timeout(Some(TCP_MESSAGE))?;
     s.set_nodelay(true)?;
+    let end = Instant::now() + TCP_LIFETIME;
     let mut msg = vec![0u8; 65_535];
     loop {
         let mut len = [0u8; 2];
-        read_by(&mut s, &mut len[..1], Instant::now() + TCP_IDLE)?;
+        idle(Some(Instant::now()));
+        read_by(&mut s, &mut len[..1], (Instant::now() + TCP_IDLE).min(end))?;
+        idle(None);
         let deadline = Instant::now() + TCP_MESSAGE;
         read_by(&mut s, &mut len[1..], deadline)?;
         let len = usize::from(u16::from_be_bytes(len));
@@ -501,6 +642,110 @@ mod tests {
         std::os::unix::fs::symlink(&real, &snap).unwrap();
         c.refresh();
         assert_eq!(ask(&c).0, ResponseCode::ServFail, "symlink");
+    }
+
+    /// Issue 23, item 5: a file truncated in place killed the daemon (SIGBUS through its
+    /// mapping); a file group or others may write, or in such a directory, was served. Now the
+    /// stub reads its own copy (a truncation costs at most an answer) and trusts what the
+    /// module trusts.
+    #[test]
+    fn a_truncated_or_untrusted_file_costs_an_answer_never_the_process() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let snap = dir.path().join("hosts.snap");
+        let now = crate::leaf::clock::now();
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now, 1)).unwrap();
+        let c = current(dir.path());
+        c.refresh();
+        assert_eq!(ask(&c), (ResponseCode::NoError, vec!["10.0.0.1".into()]));
+        // Truncated in place (not replaced): the copy answers until the loader looks.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&snap)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        assert_eq!(ask(&c), (ResponseCode::NoError, vec!["10.0.0.1".into()]));
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::ServFail, "truncated: none");
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now + 1, 2)).unwrap();
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::NoError);
+        std::fs::set_permissions(&snap, std::fs::Permissions::from_mode(0o666)).unwrap();
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::ServFail, "writable by others");
+        std::fs::set_permissions(&snap, std::fs::Permissions::from_mode(0o644)).unwrap();
+        c.refresh();
+        assert_eq!(ask(&c).0, ResponseCode::NoError);
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Same file, same identity: the loader only looks again at a new file.
+        crate::leaf::files::write_atomic(&snap, &tiny("ec2", now + 2, 3)).unwrap();
+        c.refresh();
+        assert_eq!(
+            ask(&c).0,
+            ResponseCode::ServFail,
+            "a directory others may write"
+        );
+    }
+
+    /// Issue 23, item 4: a client holds at most MAX_TCP_PER_SOURCE connections; when all
+    /// MAX_TCP are taken, the one idle longest is closed for a newcomer; when all are busy, the
+    /// newcomer is not served.
+    #[test]
+    fn tcp_slots_go_to_the_idle_first_and_to_no_client_beyond_its_share() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = listener.local_addr().unwrap();
+        let mut conns = Conns::default();
+        let mut keep = Vec::new();
+        let t0 = Instant::now();
+        for k in 0..MAX_TCP {
+            let peer = IpAddr::V4(std::net::Ipv4Addr::new(
+                10,
+                0,
+                0,
+                (k / MAX_TCP_PER_SOURCE) as u8,
+            ));
+            assert!(conns.admit(peer), "{k}");
+            let client = TcpStream::connect(at).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            keep.push(client);
+            conns.open.insert(
+                k as u64,
+                Conn {
+                    peer,
+                    stream: server,
+                    idle_since: Some(t0 + Duration::from_millis(k as u64)),
+                },
+            );
+        }
+        // A client with MAX_TCP_PER_SOURCE already is refused.
+        assert!(!conns.admit(conns.open[&0].peer));
+        // A newcomer: the connection idle longest (0) is closed.
+        assert!(conns.admit("192.0.2.1".parse().unwrap()));
+        assert!(!conns.open.contains_key(&0) && conns.open.len() == MAX_TCP - 1);
+        let mut b = [0u8; 1];
+        keep[0]
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(
+            std::io::Read::read(&mut keep[0], &mut b).unwrap(),
+            0,
+            "closed"
+        );
+        // All busy: nobody is closed, the newcomer waits for a free slot.
+        conns.open.insert(
+            999,
+            Conn {
+                peer: "192.0.2.1".parse().unwrap(),
+                stream: keep[1].try_clone().unwrap(),
+                idle_since: None,
+            },
+        );
+        for c in conns.open.values_mut() {
+            c.idle_since = None;
+        }
+        assert!(!conns.admit("192.0.2.2".parse().unwrap()));
+        assert_eq!(conns.open.len(), MAX_TCP);
     }
 
     #[test]

@@ -169,7 +169,7 @@ def test_packages_ship_the_right_files(debs, tmp_path):
     assert modes.get("./etc/ansible/facts.d/ec2cached.fact") == "-rwxr-xr-x", daemon
     assert modes.get("./usr/share/ec2cached/ec2cached.rules.yml") == "-rw-r--r--", daemon
     # DNS: the socket unit and the two routing examples, shipped, none enabled or started.
-    for f in ("ec2cached-dns.socket", "resolved-ec2.conf", "dnsmasq-ec2.conf"):
+    for f in ("ec2cached-dns.socket", "resolved-ec2.conf", "dnsmasq-ec2.conf", "ec2.negative"):
         found = [k for k in modes if k.endswith("/" + f)]
         assert len(found) == 1 and modes[found[0]] == "-rw-r--r--", (f, daemon)
     scripts = tmp_path / "control"
@@ -191,6 +191,9 @@ def test_packages_ship_the_right_files(debs, tmp_path):
         assert want in unit.splitlines(), unit
     assert "DNS=127.0.0.153\nDomains=~ec2" in next(sock.glob("**/resolved-ec2.conf")).read_text()
     assert "server=/ec2/127.0.0.153" in next(sock.glob("**/dnsmasq-ec2.conf")).read_text().splitlines()
+    # Issue 23, item 11: the negative trust anchor for hosts with DNSSEC=yes, in resolved's format.
+    nta = [l for l in next(sock.glob("**/ec2.negative")).read_text().splitlines() if l and not l.startswith(";")]
+    assert nta == ["ec2"], nta
     tree = tmp_path / "lib"
     run("dpkg-deb", "-x", str(v1["libnss-ec2"]), str(tree))
     so = tree / libdir / "libnss_ec2.so.2"

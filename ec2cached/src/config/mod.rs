@@ -8,7 +8,7 @@
 
 mod accounts;
 mod across;
-mod dns;
+pub mod dns;
 mod fleet;
 mod metrics;
 mod names;
@@ -150,6 +150,8 @@ pub struct Config {
     /// `[dns] listen`: where the DNS stub answers (UDP and TCP each); empty: no stub, unless
     /// systemd passes sockets (`ec2cached-dns.socket`).
     pub dns_listen: Vec<std::net::SocketAddr>,
+    /// `[dns] allow`: networks answered besides loopback.
+    pub dns_allow: Vec<dns::Net>,
 }
 
 impl Config {
@@ -205,7 +207,10 @@ impl Config {
         if let Some(t) = &metrics_textfile {
             across::textfile_is_not_the_snapshot(t, &snapshot)?;
         }
-        let dns_listen = raw.dns.map(dns::listen).transpose()?.unwrap_or_default();
+        let dns::Dns {
+            listen: dns_listen,
+            allow: dns_allow,
+        } = raw.dns.map(dns::dns).transpose()?.unwrap_or_default();
         let zones = names::zones(raw.zone)?;
         let names = names::names(raw.name, &zones, &domain)?;
         let accounts = accounts::accounts(raw.account, &regions, &zones)?;
@@ -233,6 +238,7 @@ impl Config {
             metrics_textfile,
             accounts,
             dns_listen,
+            dns_allow,
         })
     }
 }

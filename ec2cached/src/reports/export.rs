@@ -17,12 +17,13 @@ pub enum Kind {
     Dnsmasq,
     /// unbound `local-zone`/`local-data` in a `server:` clause.
     Unbound,
-    /// The PTR records as zone files, one per /8 of IPv4 and /32 of IPv6: needs --output DIR.
+    /// The PTR records as zone files, one per /24 of IPv4 and /64 of IPv6: needs --output DIR.
     ReverseZone,
 }
 
 /// Writes the export to `output` atomically (or to stdout); `reverse-zone` writes one file per
-/// zone into the directory `output` and lists them on stdout (`ORIGIN FILE`).
+/// zone into the directory `output` and lists them on stdout (`ORIGIN FILE`). A name cut to
+/// [`export::MAX_RECORDS`] records is said on stderr (and in the export's own comment).
 pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<(), String> {
     let bytes = crate::reports::facts::read_usable(cfg, now)?;
     let snap = Snapshot::parse(&bytes).map_err(|e| e.to_string())?;
@@ -44,6 +45,7 @@ pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<
                 );
             };
             let zones = export::reverse_zones(&snap).map_err(|e| e.to_string())?;
+            warn_cuts(zones.iter().flat_map(|z| &z.cuts));
             let mut written = Vec::new();
             for z in &zones {
                 let file = dir.join(format!("{}zone", z.origin));
@@ -55,7 +57,9 @@ pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<
             return Ok(());
         }
     };
-    let text = export::forward(&snap, format).map_err(|e| e.to_string())?;
+    let export::Export { text, cuts } =
+        export::forward_with_cuts(&snap, format).map_err(|e| e.to_string())?;
+    warn_cuts(&cuts);
     match output {
         Some(path) => write(path, &text),
         None => {
@@ -67,12 +71,33 @@ pub fn run(cfg: &Config, kind: Kind, output: Option<&Path>, now: u64) -> Result<
     }
 }
 
+/// Says on stderr which names were cut to [`export::MAX_RECORDS`] records: the first 10, then how
+/// many more (the export's own comment lists them all).
+fn warn_cuts<'a>(cuts: impl IntoIterator<Item = &'a export::Cut>) {
+    const SHOWN: usize = 10;
+    let cuts: Vec<&export::Cut> = cuts.into_iter().collect();
+    for c in cuts.iter().take(SHOWN) {
+        eprintln!(
+            "ec2cached: warning: {c} (an export gives a name at most {} records of a type: \
+             BIND loads no more)",
+            export::MAX_RECORDS
+        );
+    }
+    if cuts.len() > SHOWN {
+        eprintln!(
+            "ec2cached: warning: and {} more names cut (listed at the top of the export)",
+            cuts.len() - SHOWN
+        );
+    }
+}
+
 /// What every reverse zone file this command writes begins with.
 const REVERSE_HEADER: &str = "; ec2cached export --format reverse-zone:";
 
-/// Removes the reverse zones an earlier export wrote into `dir` that this one did not (a /8 or
-/// /32 without instances now): a server loading `DIR/*.zone` would go on answering from them.
-/// Only files named `*.arpa.zone` that begin with this command's header are touched.
+/// Removes the reverse zones an earlier export wrote into `dir` that this one did not (a /24 or
+/// /64 without instances now, or a /8 or /32 of an export before zones were /24 and /64): a
+/// server loading `DIR/*.zone` would go on answering from them. Only files named `*.arpa.zone`
+/// that begin with this command's header are touched.
 fn remove_stale_zones(dir: &Path, written: &[std::path::PathBuf]) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -138,18 +163,21 @@ mod tests {
         assert!(e.contains("--output must name a directory"), "{e}");
         let zones = d.path().join("zones");
         std::fs::create_dir(&zones).unwrap();
-        let ours_stale = zones.join("11.in-addr.arpa.zone");
+        // A /24 without instances now, and the /8 that an export wrote before zones were /24.
+        let ours_stale = zones.join("0.0.11.in-addr.arpa.zone");
+        let ours_wide = zones.join("10.in-addr.arpa.zone");
+        std::fs::write(&ours_wide, format!("{REVERSE_HEADER} old\n")).unwrap();
         std::fs::write(&ours_stale, format!("{REVERSE_HEADER} old\n")).unwrap();
         let foreign = zones.join("12.in-addr.arpa.zone");
         std::fs::write(&foreign, "; someone else's zone\n").unwrap();
         let other = zones.join("notes.txt");
         std::fs::write(&other, format!("{REVERSE_HEADER}\n")).unwrap();
         run(&cfg, Kind::ReverseZone, Some(&zones), 2_000).unwrap();
-        let ten = std::fs::read_to_string(zones.join("10.in-addr.arpa.zone")).unwrap();
+        let ten = std::fs::read_to_string(zones.join("0.0.10.in-addr.arpa.zone")).unwrap();
         assert!(ten.starts_with(REVERSE_HEADER), "{ten}");
         assert!(ten.contains("PTR"), "{ten}");
         assert!(
-            !ours_stale.exists(),
+            !ours_stale.exists() && !ours_wide.exists(),
             "a zone this command wrote and has no instance now"
         );
         assert!(
