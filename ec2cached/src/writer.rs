@@ -77,11 +77,7 @@ pub fn lock_path(snapshot: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// How far in the future a sweep may be and still count as newer (clocks of pollers and hosts
-/// differ a little). A snapshot further ahead comes from a broken clock, or from no poller: it is
-/// not installed, and one already installed does not block later sweeps (it would stall every
-/// writer until the clocks caught up).
-pub const CLOCK_SLACK_SECS: u64 = 300;
+pub use crate::leaf::clock::CLOCK_SLACK_SECS;
 
 /// How long a writer waits for another to finish before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(10);

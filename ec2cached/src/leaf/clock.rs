@@ -17,3 +17,10 @@ pub fn utc(t: u64) -> String {
         .fmt(Format::DateTime)
         .unwrap_or_else(|_| t.to_string())
 }
+
+/// How far in the future a sweep may be (clocks of pollers and hosts differ a little). A snapshot
+/// further ahead comes from a broken clock, or from no poller: it is not installed; one already
+/// installed blocks earlier sweeps only when a trusted key signed it (a follower: a clock
+/// stepped back must not let an old signed sweep in), not under the writers' default rule (it
+/// would stall every writer until the clocks caught up), and `status` says so.
+pub const CLOCK_SLACK_SECS: u64 = 300;

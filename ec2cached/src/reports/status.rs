@@ -129,7 +129,7 @@ fn installed(r: &mut Report, cfg: &Config, st: &Status, now: u64) {
     }
     // A sweep ahead of this host's clock: this host's clock (or a poller's) is wrong, and it
     // blocks every later sweep until the clocks meet, or until the operator's step.
-    if h.generated_unix > now.saturating_add(crate::writer::CLOCK_SLACK_SECS) {
+    if h.generated_unix > now.saturating_add(crate::leaf::clock::CLOCK_SLACK_SECS) {
         r.wrong(
             "clock",
             format!(
