@@ -1,8 +1,10 @@
 //! `ec2cached export`: the snapshot's names in the formats DNS servers load.
 //!
-//! Every format says the same as the stub ([`crate::respond`]): the same names, addresses and
-//! TTL (`interval`), `I.D` as the name of an address, then the numbered names that single its
-//! instance out. Where two live instances share an address (two VPCs), the first launched has it,
+//! Every format says what the stub ([`crate::respond`]) says, but for three things (docs/dns.md,
+//! "It also differs from the stub"): at most [`MAX_RECORDS`] records of a name and type, a
+//! `TXT "no address"` record on a name without addresses, and `ns.invalid.` as the zone files'
+//! NS. The same names, addresses and TTL (`interval`), `I.D` as the name of an address, then the
+//! numbered names that single its instance out. Where two live instances share an address (two VPCs), the first launched has it,
 //! as in the module's reverse lookups. Output is deterministic: one snapshot, one text.
 //!
 //! What every format shares:

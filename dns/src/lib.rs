@@ -105,9 +105,20 @@ impl Index {
         let d = snap.domain();
         let mut families = vec![0u8; snap.len()];
         let mut holders = HashMap::new();
+        // A legitimate file's names have disjoint member ranges: both families' walks read at
+        // most twice its member records. A file whose names overlap (trusted, but hostile)
+        // stops the indexing there; what is not indexed is walked per query, bounded by the
+        // answer's size.
+        let mut budget = snap.member_records().saturating_mul(2);
         for (i, flags) in families.iter_mut().enumerate() {
             let Ok(a) = snap.answer(i) else { continue };
+            let walk = a.member_count().saturating_mul(2);
+            let indexed = walk <= budget;
+            budget = budget.saturating_sub(walk);
             for (v6, all, none) in [(false, ALL_V4, NO_V4), (true, ALL_V6, NO_V6)] {
+                if !indexed {
+                    break;
+                }
                 let family = if v6 { Family::V6 } else { Family::V4 };
                 let mut have = Vec::new();
                 for (k, m) in a.members().enumerate() {
@@ -453,19 +464,22 @@ fn addresses(
     Ok(())
 }
 
-/// A reverse name, parsed: which zone (an IPv4 /24, an IPv6 /64) and how far below its apex.
+/// A reverse name, parsed: which zone (an IPv4 /24, an IPv6 /64) and where in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reverse {
-    /// Above every zone the stub serves (`10.in-addr.arpa`, fewer than 16 nibbles).
+    /// Above every zone the stub serves (`10.in-addr.arpa`, fewer than 16 nibbles), or with
+    /// labels where a zone's would be that name none.
     Above,
     /// `c.b.a.in-addr.arpa`, the apex of an IPv4 /24.
     V4Apex([u8; 3]),
     /// `d.c.b.a.in-addr.arpa`.
     V4([u8; 4]),
+    /// Under a /24's apex but no address (`x.1.0.0.10`, `01.0.0.10`, `_dns-sd._udp.0.0.10`).
+    V4Other([u8; 3]),
     /// An IPv6 name of 16 to 32 nibbles (high nibble first): 16 is a /64's apex, 32 an address.
     V6 { nibbles: [u8; 32], len: usize },
-    /// Under `in-addr.arpa` or `ip6.arpa`, but no address (a bad label, too many labels).
-    Malformed,
+    /// Under a /64's apex but no address or nibble path.
+    V6Other([u8; 8]),
 }
 
 /// Parses `…in-addr.arpa` (octets 0-255, no leading zeros) and `…ip6.arpa` (hex nibbles).
@@ -481,44 +495,57 @@ fn reverse_name(labels: &[&[u8]]) -> Option<Reverse> {
                 && (l.len() == 1 || l[0] != b'0');
             ok.then(|| std::str::from_utf8(l).ok()?.parse().ok())?
         };
-        if octets.len() > 4 {
-            return Some(Reverse::Malformed);
+        let k = octets.len();
+        if k < 3 {
+            return Some(Reverse::Above);
         }
-        let mut v = [0u8; 4];
-        for (i, l) in octets.iter().rev().enumerate() {
-            match octet(l) {
-                Some(o) => v[i] = o,
-                None => return Some(Reverse::Malformed),
-            }
-        }
-        return Some(match octets.len() {
-            4 => Reverse::V4(v),
-            3 => Reverse::V4Apex([v[0], v[1], v[2]]),
-            _ => Reverse::Above,
+        let (Some(a), Some(b), Some(c)) = (
+            octet(octets[k - 1]),
+            octet(octets[k - 2]),
+            octet(octets[k - 3]),
+        ) else {
+            return Some(Reverse::Above);
+        };
+        return Some(match &octets[..k - 3] {
+            [] => Reverse::V4Apex([a, b, c]),
+            [d] => match octet(d) {
+                Some(d) => Reverse::V4([a, b, c, d]),
+                None => Reverse::V4Other([a, b, c]),
+            },
+            _ => Reverse::V4Other([a, b, c]),
         });
     }
     if n >= 2 && is(labels[n - 2], "ip6") && is(labels[n - 1], "arpa") {
         let nib = &labels[..n - 2];
-        if nib.len() > 32 {
-            return Some(Reverse::Malformed);
+        if nib.len() < 16 {
+            return Some(Reverse::Above);
         }
+        let nibble = |l: &[u8]| -> Option<u8> {
+            match l {
+                [c] => (*c as char).to_digit(16).map(|v| v as u8),
+                _ => None,
+            }
+        };
         let mut nibbles = [0u8; 32];
-        for (i, l) in nib.iter().rev().enumerate() {
-            let [c] = l else {
-                return Some(Reverse::Malformed);
-            };
-            match (*c as char).to_digit(16) {
-                Some(v) => nibbles[i] = v as u8,
-                None => return Some(Reverse::Malformed),
+        for (i, l) in nib.iter().rev().take(16).enumerate() {
+            match nibble(l) {
+                Some(v) => nibbles[i] = v,
+                None => return Some(Reverse::Above),
             }
         }
-        return Some(if nib.len() < 16 {
-            Reverse::Above
-        } else {
-            Reverse::V6 {
-                nibbles,
-                len: nib.len(),
+        let zone = pack::<8>(&nibbles[..16]);
+        if nib.len() > 32 {
+            return Some(Reverse::V6Other(zone));
+        }
+        for (i, l) in nib.iter().rev().enumerate().skip(16) {
+            match nibble(l) {
+                Some(v) => nibbles[i] = v,
+                None => return Some(Reverse::V6Other(zone)),
             }
+        }
+        return Some(Reverse::V6 {
+            nibbles,
+            len: nib.len(),
         });
     }
     None
@@ -555,7 +582,19 @@ fn answer_reverse(zone: &Zone<'_>, q: &Query, rev: Reverse, resp: &mut Message) 
     let refused = |resp: &mut Message| resp.metadata.response_code = ResponseCode::Refused;
     // (apex, the instance named, whether the name exists without one)
     let (apex_name, keep, inst, exists) = match rev {
-        Reverse::Above | Reverse::Malformed => return refused(resp),
+        Reverse::Above => return refused(resp),
+        Reverse::V4Other(z) => {
+            if !index.v4_zones.contains(&z) {
+                return refused(resp);
+            }
+            (apex_of(5), 5, None, false)
+        }
+        Reverse::V6Other(z) => {
+            if !index.v6_zones.contains(&z) {
+                return refused(resp);
+            }
+            (apex_of(18), 18, None, false)
+        }
         Reverse::V4Apex(z) => {
             if !index.v4_zones.contains(&z) {
                 return refused(resp);
@@ -649,6 +688,7 @@ fn servfail(resp: &Message) -> Message {
         ResponseCode::ServFail,
     );
     m.metadata.recursion_desired = resp.metadata.recursion_desired;
+    m.metadata.checking_disabled = resp.metadata.checking_disabled;
     m.add_queries(resp.queries.iter().cloned());
     if let Some(e) = &resp.edns {
         m.set_edns(e.clone());

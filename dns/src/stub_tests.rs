@@ -294,3 +294,62 @@ fn do_and_cd_are_copied_and_the_zone_names_itself() {
         ("ec2.".into(), "ec2.".into())
     );
 }
+
+/// Review of item 6: a name inside a served zone that is no address (a bad label, too many
+/// labels, a DNS-SD browse name) is NXDOMAIN with the zone's SOA, as the exports' servers
+/// answer, not REFUSED.
+#[test]
+fn other_names_inside_a_reverse_zone_do_not_exist() {
+    let bytes = fleet(10);
+    for n in [
+        "x.1.0.2.10.in-addr.arpa.",
+        "5.1.0.2.10.in-addr.arpa.",
+        "01.0.2.10.in-addr.arpa.",
+        "_dns-sd._udp.0.2.10.in-addr.arpa.",
+        "x.0.0.0.0.0.0.0.0.0.1.0.0.0.0.6.2.ip6.arpa.",
+    ] {
+        let r = ask(&bytes, n, RecordType::PTR);
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain, "{n}");
+        assert!(r.metadata.authoritative, "{n}");
+        assert!(soa_of(&r).0.ends_with(".arpa."), "{n}");
+    }
+    // Outside every served zone: still not ours.
+    let r = ask(&bytes, "x.1.0.99.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+}
+
+/// Review of item 11: CD is copied on a SERVFAIL too.
+#[test]
+fn servfail_keeps_cd() {
+    let mut m = Message::response(7, hickory_proto::op::OpCode::Query);
+    m.metadata.checking_disabled = true;
+    assert!(servfail(&m).metadata.checking_disabled);
+}
+
+/// Review of item 1: a trusted but hostile file whose names all list every member (overlapping
+/// ranges) made the index read names × members; it stops at twice the file's member records.
+#[test]
+fn the_index_of_a_hostile_file_is_bounded_by_the_file() {
+    let mut bytes = fleet(2000);
+    let r32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let (names_off, names_len) = (
+        r32(&bytes, 64 + 8) as usize,
+        r32(&bytes, 64 + 8 + 4) as usize,
+    );
+    let members = r32(&bytes, 64 + 16 + 4) / 4;
+    let instances = Snapshot::parse(&bytes).unwrap().header().instances;
+    let take = members.min(instances);
+    for rec in (names_off..names_off + names_len).step_by(16) {
+        bytes[rec + 8..rec + 12].copy_from_slice(&0u32.to_le_bytes());
+        bytes[rec + 12..rec + 16].copy_from_slice(&take.to_le_bytes());
+    }
+    nss_ec2_snapshot::format::seal_header(&mut bytes);
+    let meter = AtomicU64::new(0);
+    let snap = Snapshot::parse(&bytes).unwrap().metered(&meter);
+    let names = snap.len() as u64;
+    let _ = Index::build(&snap);
+    let steps = meter.load(Ordering::Relaxed);
+    // Without the bound: names × members × 2 (about 2 × 4 000 × 2 000 × 2 = 32 million).
+    let bound = 8 * u64::from(members) + 40 * names + 20 * u64::from(instances);
+    assert!(steps <= bound, "{steps} steps, bound {bound}");
+}

@@ -120,6 +120,12 @@ pub fn sockets(cfg: &Config) -> Result<Option<Sockets>, String> {
         return Ok(Some(s));
     }
     if cfg.dns_listen.is_empty() {
+        if !cfg.dns_allow.is_empty() {
+            tracing::warn!(
+                "dns: [dns] allow without listen, and no sockets from systemd: no stub (enable \
+                 ec2cached-dns.socket, or list addresses in [dns] listen)"
+            );
+        }
         return Ok(None);
     }
     let mut s = Sockets::default();
@@ -141,7 +147,7 @@ pub fn sockets(cfg: &Config) -> Result<Option<Sockets>, String> {
 /// A socket systemd passed bound to an unspecified address would answer a query sent to one
 /// address from another, which clients drop: refused, as in `[dns] listen`.
 fn unspecified(at: std::net::SocketAddr) -> Result<(), String> {
-    if at.ip().is_unspecified() {
+    if at.ip().to_canonical().is_unspecified() {
         return Err(format!(
             "the socket systemd passed listens on {at}, an unspecified address: replies would \
              leave from another address than the one asked; list each address in \
@@ -160,6 +166,8 @@ struct Ident {
     size: u64,
     mtime: i64,
     mtime_nsec: i64,
+    ctime: i64,
+    ctime_nsec: i64,
     mode: u32,
     uid: u32,
 }
@@ -172,6 +180,8 @@ impl Ident {
             size: m.size(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
             mode: m.mode(),
             uid: m.uid(),
         }
@@ -208,7 +218,11 @@ enum NotLoaded {
 fn load(path: &Path) -> Result<(Ident, Option<Loaded>), NotLoaded> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let io = |e: std::io::Error| match e.raw_os_error() {
-        Some(libc::ENOMEM | libc::EMFILE | libc::ENFILE) => NotLoaded::Keep,
+        // Says nothing about the file (memory, descriptors, a signal, a busy kernel): keep the
+        // loaded one, as the module does.
+        Some(
+            libc::ENOMEM | libc::EMFILE | libc::ENFILE | libc::EINTR | libc::EAGAIN | libc::ENOBUFS,
+        ) => NotLoaded::Keep,
         _ => NotLoaded::None,
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
@@ -230,7 +244,11 @@ fn load(path: &Path) -> Result<(Ident, Option<Loaded>), NotLoaded> {
     let fd = nix::fcntl::openat(
         &d,
         name,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOCTTY,
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| io(e.into()))?;
@@ -247,7 +265,10 @@ fn load(path: &Path) -> Result<(Ident, Option<Loaded>), NotLoaded> {
     }
     // Read whole into memory of our own: a file truncated or rewritten in place afterwards
     // changes nothing here (a mapping would die of SIGBUS at the next query).
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| NotLoaded::Keep)?;
     if f.take(meta.len()).read_to_end(&mut bytes).is_err() || bytes.len() as u64 != meta.len() {
         return Ok((ident, None));
     }
@@ -414,7 +435,8 @@ fn serve_udp(sock: &UdpSocket, current: &Current, allow: &[Net]) {
 }
 
 /// The open TCP connections: their client, a handle to close them, and since when each has
-/// been waiting for a query (`None` while one is read or answered).
+/// been waiting on its client (for a query, or for the rest of one: `None` while one is
+/// answered).
 #[derive(Default)]
 struct Conns {
     next: u64,
@@ -424,40 +446,66 @@ struct Conns {
 struct Conn {
     peer: IpAddr,
     stream: TcpStream,
-    idle_since: Option<Instant>,
+    waiting_since: Option<Instant>,
 }
 
 impl Conns {
-    /// Makes room for a connection from `peer`: `false` when that client holds
-    /// [`MAX_TCP_PER_SOURCE`] already, or all [`MAX_TCP`] are busy with queries; when all are
-    /// taken but one is idle, the one idle longest is closed (RFC 7766 6.2.3).
-    fn admit(&mut self, peer: IpAddr) -> bool {
-        if self.open.values().filter(|c| c.peer == peer).count() >= MAX_TCP_PER_SOURCE {
-            return false;
-        }
-        if self.open.len() < MAX_TCP {
-            return true;
-        }
+    /// Closes the connection of `of` (a client, or anyone) that has waited longest on its
+    /// client: idle, or trickling a query. `false` when every one is busy answering.
+    fn evict(&mut self, of: Option<IpAddr>) -> bool {
         let oldest = self
             .open
             .iter()
-            .filter_map(|(id, c)| c.idle_since.map(|t| (t, *id)))
+            .filter(|(_, c)| of.is_none_or(|p| c.peer == p))
+            .filter_map(|(id, c)| c.waiting_since.map(|t| (t, *id)))
             .min();
-        match oldest {
-            Some((_, id)) => {
-                if let Some(c) = self.open.remove(&id) {
-                    let _ = c.stream.shutdown(std::net::Shutdown::Both);
-                }
+        match oldest.and_then(|(_, id)| self.open.remove(&id)) {
+            Some(c) => {
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
                 true
             }
             None => false,
         }
+    }
+
+    /// Makes room for a connection from `peer`: a client holds at most [`MAX_TCP_PER_SOURCE`]
+    /// (its own connection that has waited longest is closed for a new one: every local process
+    /// shares 127.0.0.1, so one must not shut the others out), and when all [`MAX_TCP`] are
+    /// taken, the one that has waited longest on its client, idle or trickling a query, is
+    /// closed (RFC 7766 6.2.3). `false` only when every connection is busy answering.
+    fn admit(&mut self, peer: IpAddr) -> bool {
+        if self.open.values().filter(|c| c.peer == peer).count() >= MAX_TCP_PER_SOURCE
+            && !self.evict(Some(peer))
+        {
+            return false;
+        }
+        self.open.len() < MAX_TCP || self.evict(None)
     }
 }
 
 /// The connections' table, also after a thread panicked holding it.
 fn lock(c: &Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
     c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A connection's entry in the table, removed when its thread ends, whichever way.
+struct Slot<'a> {
+    conns: &'a Mutex<Conns>,
+    id: u64,
+}
+
+impl Slot<'_> {
+    fn waiting(&self, since: Option<Instant>) {
+        if let Some(c) = lock(self.conns).open.get_mut(&self.id) {
+            c.waiting_since = since;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        lock(self.conns).open.remove(&self.id);
+    }
 }
 
 fn serve_tcp(
@@ -494,7 +542,7 @@ fn serve_tcp(
                 Conn {
                     peer: ip,
                     stream: handle,
-                    idle_since: Some(Instant::now()),
+                    waiting_since: Some(Instant::now()),
                 },
             );
             id
@@ -503,13 +551,8 @@ fn serve_tcp(
         let spawned = std::thread::Builder::new()
             .name("dns-tcp-conn".into())
             .spawn(move || {
-                let idle = |since: Option<Instant>| {
-                    if let Some(conn) = lock(&k).open.get_mut(&id) {
-                        conn.idle_since = since;
-                    }
-                };
-                let _ = serve_connection(stream, &c, idle);
-                lock(&k).open.remove(&id);
+                let slot = Slot { conns: &k, id };
+                let _ = serve_connection(stream, &c, |since| slot.waiting(since));
             });
         if spawned.is_err() {
             lock(conns).open.remove(&id);
@@ -537,28 +580,33 @@ fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Res
 }
 
 /// Queries in a row on one connection (RFC 7766), each a 2-byte length and a message: the first
-/// byte within [`TCP_IDLE`], the rest within [`TCP_MESSAGE`], and none after [`TCP_LIFETIME`].
-/// `idle` is told when the connection waits for a query (`Some`) and when it is busy (`None`).
+/// byte within [`TCP_IDLE`], the rest within [`TCP_MESSAGE`], and nothing, answers included,
+/// after [`TCP_LIFETIME`]. `waiting` is told when the connection waits on its client (`Some`:
+/// evictable) and when it is answering (`None`).
 fn serve_connection(
     mut s: TcpStream,
     current: &Current,
-    idle: impl Fn(Option<Instant>),
+    waiting: impl Fn(Option<Instant>),
 ) -> std::io::Result<()> {
-    s.set_write_timeout(Some(TCP_MESSAGE))?;
     s.set_nodelay(true)?;
     let end = Instant::now() + TCP_LIFETIME;
     let mut msg = vec![0u8; 65_535];
     loop {
         let mut len = [0u8; 2];
-        idle(Some(Instant::now()));
+        waiting(Some(Instant::now()));
         read_by(&mut s, &mut len[..1], (Instant::now() + TCP_IDLE).min(end))?;
-        idle(None);
-        let deadline = Instant::now() + TCP_MESSAGE;
+        let deadline = (Instant::now() + TCP_MESSAGE).min(end);
         read_by(&mut s, &mut len[1..], deadline)?;
         let len = usize::from(u16::from_be_bytes(len));
         read_by(&mut s, &mut msg[..len], deadline)?;
+        waiting(None);
         match current.answer(&msg[..len], Transport::Tcp) {
             Some(resp) => {
+                let left = end.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(());
+                }
+                s.set_write_timeout(Some(TCP_MESSAGE.min(left)))?;
                 let mut out = Vec::with_capacity(resp.len() + 2);
                 out.extend((resp.len() as u16).to_be_bytes());
                 out.extend(resp);
@@ -688,63 +736,76 @@ mod tests {
         );
     }
 
-    /// Issue 23, item 4: a client holds at most MAX_TCP_PER_SOURCE connections; when all
-    /// MAX_TCP are taken, the one idle longest is closed for a newcomer; when all are busy, the
-    /// newcomer is not served.
+    /// Issue 23, item 4: a client holds at most MAX_TCP_PER_SOURCE connections (its own that
+    /// has waited longest makes room for its new one: every local process shares 127.0.0.1);
+    /// when all MAX_TCP are taken, the one that has waited longest on its client (idle, or
+    /// trickling a query) is closed for a newcomer; when all are busy answering, nobody is.
     #[test]
-    fn tcp_slots_go_to_the_idle_first_and_to_no_client_beyond_its_share() {
+    fn tcp_slots_go_to_the_longest_waiting_first_and_to_no_client_beyond_its_share() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let at = listener.local_addr().unwrap();
         let mut conns = Conns::default();
-        let mut keep = Vec::new();
+        let mut clients = HashMap::new();
         let t0 = Instant::now();
-        for k in 0..MAX_TCP {
-            let peer = IpAddr::V4(std::net::Ipv4Addr::new(
+        let add = |conns: &mut Conns,
+                   clients: &mut HashMap<u64, TcpStream>,
+                   id: u64,
+                   peer: IpAddr,
+                   since: Option<Instant>| {
+            let client = TcpStream::connect(at).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let (server, _) = listener.accept().unwrap();
+            clients.insert(id, client);
+            conns.open.insert(
+                id,
+                Conn {
+                    peer,
+                    stream: server,
+                    waiting_since: since,
+                },
+            );
+        };
+        let peer_of = |k: usize| {
+            IpAddr::V4(std::net::Ipv4Addr::new(
                 10,
                 0,
                 0,
                 (k / MAX_TCP_PER_SOURCE) as u8,
-            ));
-            assert!(conns.admit(peer), "{k}");
-            let client = TcpStream::connect(at).unwrap();
-            let (server, _) = listener.accept().unwrap();
-            keep.push(client);
-            conns.open.insert(
-                k as u64,
-                Conn {
-                    peer,
-                    stream: server,
-                    idle_since: Some(t0 + Duration::from_millis(k as u64)),
-                },
-            );
+            ))
+        };
+        for k in 0..MAX_TCP {
+            assert!(conns.admit(peer_of(k)), "{k}");
+            let since = Some(t0 + Duration::from_millis(k as u64));
+            add(&mut conns, &mut clients, k as u64, peer_of(k), since);
         }
-        // A client with MAX_TCP_PER_SOURCE already is refused.
-        assert!(!conns.admit(conns.open[&0].peer));
-        // A newcomer: the connection idle longest (0) is closed.
+        let closed = |clients: &mut HashMap<u64, TcpStream>, id: u64| {
+            let mut b = [0u8; 1];
+            std::io::Read::read(clients.get_mut(&id).unwrap(), &mut b).unwrap() == 0
+        };
+        // A client at its share: its own connection that waited longest (0) makes room.
+        assert!(conns.admit(peer_of(0)));
+        assert!(!conns.open.contains_key(&0) && closed(&mut clients, 0));
+        let later = Some(t0 + Duration::from_secs(1));
+        add(&mut conns, &mut clients, 100, peer_of(0), later);
+        // All taken: a newcomer gets the slot of the one that waited longest of all (1).
+        assert_eq!(conns.open.len(), MAX_TCP);
         assert!(conns.admit("192.0.2.1".parse().unwrap()));
-        assert!(!conns.open.contains_key(&0) && conns.open.len() == MAX_TCP - 1);
-        let mut b = [0u8; 1];
-        keep[0]
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        assert_eq!(
-            std::io::Read::read(&mut keep[0], &mut b).unwrap(),
-            0,
-            "closed"
+        assert!(!conns.open.contains_key(&1) && closed(&mut clients, 1));
+        add(
+            &mut conns,
+            &mut clients,
+            101,
+            "192.0.2.1".parse().unwrap(),
+            None,
         );
-        // All busy: nobody is closed, the newcomer waits for a free slot.
-        conns.open.insert(
-            999,
-            Conn {
-                peer: "192.0.2.1".parse().unwrap(),
-                stream: keep[1].try_clone().unwrap(),
-                idle_since: None,
-            },
-        );
+        // All busy answering: nobody is closed, the newcomer is not served.
         for c in conns.open.values_mut() {
-            c.idle_since = None;
+            c.waiting_since = None;
         }
         assert!(!conns.admit("192.0.2.2".parse().unwrap()));
+        assert!(!conns.admit(peer_of(10)));
         assert_eq!(conns.open.len(), MAX_TCP);
     }
 

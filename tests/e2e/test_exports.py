@@ -486,7 +486,10 @@ def test_100000_instances_in_one_region_name_load_in_every_server(tmp_path):
             assert ask(at, f"{n}.us-east-1.ec2", "A") == (NOERROR, [last["PrivateIpAddress"]]), server
             assert ask(at, f"{last['InstanceId']}.ec2", "A") == (NOERROR, [last["PrivateIpAddress"]]), server
             rcode, names = ask(at, ptr, "PTR")
-            assert rcode == NOERROR and names[0] == f"{last['InstanceId']}.ec2.", (server, names)
+            # (named answers an RRset in an order of its own: not always `I.D` first.)
+            assert rcode == NOERROR and f"{last['InstanceId']}.ec2." in names, (server, names)
+            if server != "named":
+                assert names[0] == f"{last['InstanceId']}.ec2.", (server, names)
             assert ask(at, f"{n + 1}.us-east-1.ec2", "A")[0] == NXDOMAIN, server
 
         with ThreadPoolExecutor(len(servers.at)) as pool:

@@ -63,6 +63,18 @@ impl Net {
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
             None => max,
         };
+        // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 one it maps.
+        if addr.is_ipv6() && addr.to_canonical().is_ipv4() {
+            if prefix < 96 {
+                return Err(format!(
+                    "{text:?}: an IPv4-mapped network needs a prefix of 96 or more"
+                ));
+            }
+            return Ok(Net {
+                addr: addr.to_canonical(),
+                prefix: prefix - 96,
+            });
+        }
         Ok(Net { addr, prefix })
     }
 }
@@ -111,7 +123,7 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
             "{text:?}: port 0 is not a port clients can be told"
         ));
     }
-    if a.ip().is_unspecified() {
+    if a.ip().to_canonical().is_unspecified() {
         return Err(format!(
             "{text:?}: an unspecified address would answer from another address than the one \
              asked (clients drop such answers): list each address to answer on"
@@ -140,6 +152,10 @@ mod tests {
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));
         assert!(Net::parse("10.0.0.0/33").is_err() && Net::parse("x").is_err());
+        let mapped = Net::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.200.0.1".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+        assert!(Net::parse("::ffff:10.0.0.0/64").is_err());
         assert!(allowed(&[], "127.0.0.5".parse().unwrap()));
         assert!(allowed(&[], "::1".parse().unwrap()));
         assert!(!allowed(&[], "10.0.0.1".parse().unwrap()));
@@ -148,7 +164,7 @@ mod tests {
 
     #[test]
     fn an_unspecified_listen_address_is_refused() {
-        for a in ["0.0.0.0:5354", "[::]:53"] {
+        for a in ["0.0.0.0:5354", "[::]:53", "[::ffff:0.0.0.0]:53"] {
             let e = parse_listen(a).unwrap_err();
             assert!(e.contains("unspecified address"), "{e}");
         }
