@@ -22,6 +22,8 @@ pub enum Role {
         source: Option<Source>,
         /// `[publish]`.
         publisher: Option<Box<Publisher>>,
+        /// `[events]`: the last sweep (or patch) published, which a batch of events patches.
+        last: Option<Box<Last>>,
     },
     /// Follows the S3 object of `[follow]`.
     Follower(Follower),
@@ -39,11 +41,25 @@ impl Role {
                 Some(p) => Some(Box::new(Publisher::new(cfg, p).await?)),
                 None => None,
             },
+            last: cfg.events.as_ref().map(|_| Box::default()),
         })
     }
 
-    /// One poll and publish (or one follow check); updates the status file either way.
-    pub async fn cycle(&mut self, cfg: &Config) -> Result<(), Failed> {
+    /// One poll and publish (or one follow check), or a patch from a batch of events; updates
+    /// the status file either way.
+    pub async fn cycle(&mut self, cfg: &Config, work: Work) -> Result<(), Failed> {
+        if let (
+            Work::Patch(batch),
+            Role::Poller {
+                source,
+                publisher,
+                last: Some(last),
+            },
+        ) = (&work, &mut *self)
+        {
+            return crate::poller::patch_cycle(cfg, source, publisher.as_deref_mut(), last, batch)
+                .await;
+        }
         match self {
             Role::Follower(f) => {
                 let crate::follower::Verdict {
@@ -64,12 +80,16 @@ impl Role {
                 }
                 Ok(())
             }
-            Role::Poller { source, publisher } => {
-                cycle(cfg, source, publisher.as_deref_mut()).await
-            }
+            Role::Poller {
+                source,
+                publisher,
+                last,
+            } => cycle(cfg, source, publisher.as_deref_mut(), last.as_deref_mut()).await,
         }
     }
 }
+
+pub use crate::poller::Last;
 
 /// One poll and publish, locally and (with a publisher) to S3; updates the status file.
 /// `source` is built on first use and kept.
@@ -81,6 +101,7 @@ pub async fn cycle(
     cfg: &Config,
     source: &mut Option<Source>,
     mut publisher: Option<&mut Publisher>,
+    last: Option<&mut Last>,
 ) -> Result<(), Failed> {
     let upload_failed = |e: String| Failed::new(Reason::S3, e);
     if let Some(p) = publisher.as_deref_mut() {
@@ -97,7 +118,21 @@ pub async fn cycle(
             Err(f) => Err(f),
         },
     };
-    let published = publish_sweep_blocking(cfg, started, swept, publisher.as_deref()).await?;
+    // With [events], the sweep is kept for the patches; and generations only go up (a patch is
+    // stamped one second after what it patched).
+    let generated = last
+        .as_ref()
+        .map_or(started, |l| started.max(l.generated + 1));
+    let kept = match (&last, &swept) {
+        (Some(_), Ok(sw)) => Some(sw.instances.clone()),
+        _ => None,
+    };
+    let published = publish_sweep_blocking(cfg, generated, swept, publisher.as_deref()).await?;
+    if let (Some(l), Some(instances)) = (last, kept) {
+        l.generated = generated;
+        l.instances = instances;
+        l.swept = true;
+    }
     let stats = published.stats;
     tracing::info!(
         instances = stats.instances,
@@ -177,13 +212,34 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
             _ = int.recv() => {}
         }
     };
-    run_loop(
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(1);
+    if let Some(e) = &cfg.events {
+        if !follower {
+            let queue =
+                crate::poller::queue::Queue::new(e, cfg.regions.first().map(String::as_str))
+                    .await?;
+            if let Role::Poller {
+                last: Some(last), ..
+            } = &mut role
+            {
+                last.queue = Some(queue.clone());
+            }
+            tokio::spawn(crate::poller::listen(
+                queue,
+                e.debounce,
+                cfg.snapshot.clone(),
+                events_tx,
+            ));
+            tracing::info!("events: listening on {}", e.queue_url);
+        }
+    }
+    run_loop_with_events(
         Pace {
             interval: cfg.interval,
             follower,
         },
-        async || {
-            let r = role.cycle(&cfg).await;
+        async |work: Work| {
+            let r = role.cycle(&cfg, work).await;
             // Off the runtime: it reads the status file under its lock.
             let c = cfg.clone();
             let _ = tokio::task::spawn_blocking(move || crate::reports::metrics::write(&c)).await;
@@ -192,6 +248,7 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
         || usable(&cfg),
         ready,
         &mut wake,
+        &mut events,
         shutdown,
     )
     .await;
@@ -209,6 +266,16 @@ pub struct Pace {
     pub follower: bool,
 }
 
+/// What a cycle does: a sweep (or follow check), or, with `[events]`, a patch from a batch of
+/// change events.
+#[derive(Debug)]
+pub enum Work {
+    /// Sweep EC2 (a follower: check S3).
+    Sweep,
+    /// Read again the instances a batch of events names, and publish.
+    Patch(Vec<crate::poller::queue::Message>),
+}
+
 /// The daemon's loop, apart from the world it acts on (so that tests drive it with paused
 /// time): `cycle` every interval (±10 %), at once when `wake` receives (SIGHUP), after a failure
 /// again after [`backoff`] (a poller) or the interval (a follower); `ready` once, as soon as
@@ -216,9 +283,39 @@ pub struct Pace {
 pub async fn run_loop(
     pace: Pace,
     mut cycle: impl AsyncFnMut() -> Result<(), Failed>,
+    usable: impl FnMut() -> bool,
+    ready: impl FnMut(),
+    wake: &mut tokio::sync::mpsc::Receiver<()>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (_none, mut no_events) = tokio::sync::mpsc::channel(1);
+    run_loop_with_events(
+        pace,
+        async |w: Work| match w {
+            Work::Sweep => cycle().await,
+            Work::Patch(_) => Ok(()),
+        },
+        usable,
+        ready,
+        wake,
+        &mut no_events,
+        shutdown,
+    )
+    .await
+}
+
+/// [`run_loop`], and between sweeps a `Work::Patch` for every batch `events` delivers: a patch
+/// does not move the next sweep (under a steady stream of events the reconcile sweep still comes
+/// every interval), and its failure is the patch's alone (the messages stay in the queue, and
+/// the next sweep repairs what they said).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_loop_with_events(
+    pace: Pace,
+    mut cycle: impl AsyncFnMut(Work) -> Result<(), Failed>,
     mut usable: impl FnMut() -> bool,
     mut ready: impl FnMut(),
     wake: &mut tokio::sync::mpsc::Receiver<()>,
+    events: &mut tokio::sync::mpsc::Receiver<Vec<crate::poller::queue::Message>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -232,7 +329,7 @@ pub async fn run_loop(
         let outcome = tokio::select! {
             biased;
             () = &mut shutdown => return,
-            r = cycle() => r,
+            r = cycle(Work::Sweep) => r,
         };
         // Ready once names resolve: a snapshot is published and fresh. Not merely after a cycle
         // that did not fail (a follower that refused an object has nothing to serve yet), and
@@ -272,14 +369,34 @@ pub async fn run_loop(
                 d
             }
         };
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(delay) => {}
-            Some(()) = wake.recv() => tracing::info!(
-                "SIGHUP: {} now",
-                if pace.follower { "checking" } else { "polling" }
-            ),
+        let next = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep_until(next) => break,
+                Some(()) = wake.recv() => {
+                    tracing::info!(
+                        "SIGHUP: {} now",
+                        if pace.follower { "checking" } else { "polling" }
+                    );
+                    break;
+                }
+                Some(batch) = events.recv() => {
+                    let r = tokio::select! {
+                        biased;
+                        () = &mut shutdown => return,
+                        r = cycle(Work::Patch(batch)) => r,
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!("events: not applied, the next sweep repairs: {e}");
+                    }
+                    if !told_ready && usable() {
+                        ready();
+                        told_ready = true;
+                    }
+                }
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 /// `[follow]` and the poller's keys: a follower's names, regions and max_age are the poller's,
 /// carried in the snapshot.
 pub(super) fn follower_has_no_poller_keys(toml_keys: &[String]) -> Checked<()> {
-    const POLLER_ONLY: [&str; 11] = [
+    const POLLER_ONLY: [&str; 12] = [
         "regions",
         "max_age",
         "api_timeout",
@@ -20,6 +20,7 @@ pub(super) fn follower_has_no_poller_keys(toml_keys: &[String]) -> Checked<()> {
         "zone",
         "name",
         "account",
+        "events",
     ];
     match POLLER_ONLY
         .iter()

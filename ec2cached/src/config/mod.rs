@@ -9,6 +9,7 @@
 mod accounts;
 mod across;
 pub mod dns;
+pub mod events;
 mod fleet;
 mod metrics;
 mod names;
@@ -97,6 +98,7 @@ struct Raw {
     follow: Option<fleet::RawFollow>,
     metrics: Option<metrics::RawMetrics>,
     dns: Option<dns::RawDns>,
+    events: Option<events::RawEvents>,
     zone: Option<Vec<names::RawZone>>,
     name: Option<Vec<names::RawName>>,
     account: Option<Vec<accounts::RawAccount>>,
@@ -145,6 +147,8 @@ pub struct Config {
     pub follow: Option<Follow>,
     /// `[metrics] textfile`: where Prometheus metrics are written after every poll or check.
     pub metrics_textfile: Option<PathBuf>,
+    /// `[events]`: the queue of EC2's change events (a poller).
+    pub events: Option<events::Events>,
     /// `[[account]]`; empty: the host's own credentials, as before accounts existed.
     pub accounts: Vec<Account>,
     /// `[dns] listen`: where the DNS stub answers (UDP and TCP each); empty: no stub, unless
@@ -183,7 +187,11 @@ impl Config {
     /// Every section checked, in the order their errors are reported.
     fn checked(file: &Path, raw: Raw, toml_keys: &[String]) -> Checked<Config> {
         let domain = names::domain(raw.domain)?;
-        let mut timing = polling::Timing::check(raw.interval, raw.max_age, raw.api_timeout)?;
+        // With [events], the sweep reconciles what events missed: rarer unless set.
+        let interval = raw
+            .interval
+            .or(raw.events.is_some().then_some(events::EVENTS_INTERVAL));
+        let mut timing = polling::Timing::check(interval, raw.max_age, raw.api_timeout)?;
         if raw.publish.is_some() {
             timing = across::publish_bounds_max_age(timing, raw.max_age)?;
         }
@@ -207,6 +215,7 @@ impl Config {
         if let Some(t) = &metrics_textfile {
             across::textfile_is_not_the_snapshot(t, &snapshot)?;
         }
+        let events = raw.events.map(events::events).transpose()?;
         let dns::Dns {
             listen: dns_listen,
             allow: dns_allow,
@@ -239,6 +248,7 @@ impl Config {
             accounts,
             dns_listen,
             dns_allow,
+            events,
         })
     }
 }

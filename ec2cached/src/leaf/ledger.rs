@@ -67,6 +67,21 @@ pub struct Status {
     pub follow_fetches: BTreeMap<String, u64>,
     /// Poller: how long the last good sweep took, in milliseconds.
     pub sweep_ms: Option<u64>,
+    /// `[events]`: events received, by kind (`state_change`, `tag_change`, `api_call`), totals.
+    pub events_received: BTreeMap<String, u64>,
+    /// `[events]`: events ignored, by reason (`malformed`, `unknown`, `no_instance`,
+    /// `not_polled`: an account or region not configured), totals.
+    pub events_ignored: BTreeMap<String, u64>,
+    /// `[events]`: events applied (published), a total.
+    pub events_applied: u64,
+    /// `[events]`: when the last event was received.
+    pub events_last_at: Option<u64>,
+    /// `[events]`: the age of the oldest event of the last batch applied, when it was published.
+    pub events_lag_secs: Option<u64>,
+    /// `[events]`: from the last batch's arrival to its publish, in milliseconds.
+    pub events_publish_ms: Option<u64>,
+    /// `[events]`: the queue's last error (cleared by the next good receive), and when.
+    pub events_error: Option<String>,
 }
 
 /// Path of the status file of a snapshot.

@@ -100,7 +100,26 @@ struct Target {
     region: String,
     /// The account's label: its names live under `label.D`.
     namespace: Option<String>,
+    /// The account id of a role's account (from its ARN); `None`: the host's own credentials.
+    account_id: Option<String>,
+    /// The account the sweeps found its instances in (their reservations' owner): the host's
+    /// own account, learned at the first sweep that finds an instance.
+    seen_account: Mutex<Option<String>>,
     client: aws_sdk_ec2::Client,
+}
+
+/// The instances a batch of events names, read again in one account and region.
+#[derive(Debug, Default)]
+pub struct Refetched {
+    /// The region.
+    pub region: String,
+    /// The account's label.
+    pub namespace: Option<String>,
+    /// The instance ids the events named (gone ones are dropped from the sweep).
+    pub asked: std::collections::HashSet<String>,
+    /// What DescribeInstances says of them now (every state), and of the instances of the
+    /// network interfaces named.
+    pub found: Vec<Ec2Instance>,
 }
 
 impl Source {
@@ -157,6 +176,8 @@ impl Source {
                     client: client(&region, None),
                     region,
                     namespace: None,
+                    account_id: None,
+                    seen_account: Mutex::new(None),
                 });
             }
         }
@@ -189,6 +210,12 @@ impl Source {
                     client: client(&region, creds.clone()),
                     region,
                     namespace: a.label.clone(),
+                    account_id: a
+                        .role_arn
+                        .as_deref()
+                        .and_then(|arn| arn.split(':').nth(4))
+                        .map(str::to_string),
+                    seen_account: Mutex::new(None),
                 });
             }
         }
@@ -256,6 +283,9 @@ impl Source {
                         }
                     })?;
                 for r in page.reservations() {
+                    if let (Some(owner), Ok(mut seen)) = (r.owner_id(), t.seen_account.lock()) {
+                        seen.get_or_insert_with(|| owner.to_string());
+                    }
                     for i in r.instances() {
                         let mut i = from_sdk(i);
                         i.region = region.clone();
@@ -293,6 +323,121 @@ impl Source {
         sweep.requests = self.requests();
         sweep.elapsed = started.elapsed();
         Ok(sweep)
+    }
+
+    /// Reads again the instances `changes` name, in the account and region of each: a change
+    /// goes to the target of its account (a role's; the host's own, as its sweeps found it, or
+    /// before any sweep found an instance, any account no role names) and region; one no
+    /// target takes (an account or region not configured) is counted in `ignored`. At
+    /// most 200 ids a request (a filter's values), instances by `instance-id`, interfaces by
+    /// `network-interface.network-interface-id`: a filter, so an id EC2 does not know is
+    /// simply not found (the instance is gone, or was never this account's).
+    pub async fn refetch(
+        &self,
+        cfg: &Config,
+        changes: &[super::events::Change],
+        ignored: &mut usize,
+    ) -> Result<Vec<Refetched>, Failed> {
+        let roles: std::collections::HashSet<&str> = self
+            .targets
+            .iter()
+            .filter_map(|t| t.account_id.as_deref())
+            .collect();
+        let mut out = Vec::new();
+        let mut taken = vec![false; changes.len()];
+        for t in &self.targets {
+            let mine: Vec<&super::events::Change> = changes
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    let seen = t.seen_account.lock().ok().and_then(|s| s.clone());
+                    c.region == t.region
+                        && match (&t.account_id, seen) {
+                            (Some(a), _) => *a == c.account,
+                            (None, Some(a)) => a == c.account,
+                            (None, None) => !roles.contains(c.account.as_str()),
+                        }
+                })
+                .map(|(i, c)| {
+                    taken[i] = true;
+                    c
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut r = Refetched {
+                region: t.region.clone(),
+                namespace: t.namespace.clone(),
+                ..Refetched::default()
+            };
+            let ids: std::collections::BTreeSet<&str> = mine
+                .iter()
+                .flat_map(|c| c.instances.iter().map(String::as_str))
+                .collect();
+            let enis: std::collections::BTreeSet<&str> = mine
+                .iter()
+                .flat_map(|c| c.interfaces.iter().map(String::as_str))
+                .collect();
+            r.asked = ids.iter().map(|s| s.to_string()).collect();
+            for (filter, values) in [
+                ("instance-id", ids.into_iter().collect::<Vec<_>>()),
+                (
+                    "network-interface.network-interface-id",
+                    enis.into_iter().collect(),
+                ),
+            ] {
+                for chunk in values.chunks(200) {
+                    let mut token: Option<String> = None;
+                    loop {
+                        let where_ =
+                            format!("DescribeInstances in {}{} (events)", t.account, t.region);
+                        let page = t
+                            .client
+                            .describe_instances()
+                            .filters(
+                                Filter::builder()
+                                    .name(filter)
+                                    .set_values(Some(chunk.iter().map(|s| s.to_string()).collect()))
+                                    .build(),
+                            )
+                            .set_next_token(token.clone())
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                let at =
+                                    self.endpoint.lock().map(|e| e.clone()).unwrap_or_default();
+                                Failed {
+                                    reason: classify(&e),
+                                    message: format!(
+                                        "{} ({where_})",
+                                        describe_error(&e, &at, cfg.api_timeout)
+                                    ),
+                                    requests: self.requests(),
+                                }
+                            })?;
+                        for res in page.reservations() {
+                            for i in res.instances() {
+                                let mut i = from_sdk(i);
+                                i.region = t.region.clone();
+                                i.namespace = t.namespace.clone();
+                                r.asked.insert(i.id.clone());
+                                r.found.push(i);
+                            }
+                        }
+                        match page.next_token().filter(|t| !t.is_empty()) {
+                            Some(next) if token.as_deref() != Some(next) => {
+                                token = Some(next.to_string())
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            }
+            out.push(r);
+        }
+        *ignored += taken.iter().filter(|t| !**t).count();
+        Ok(out)
     }
 
     /// HTTP requests of this sweep so far, retries included.

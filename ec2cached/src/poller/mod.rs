@@ -4,7 +4,9 @@
 
 pub mod build;
 pub mod ec2;
+pub mod events;
 pub mod json;
+pub mod queue;
 pub mod upload;
 
 use crate::config::Config;
@@ -58,4 +60,248 @@ pub async fn publish_sweep_blocking(
                 format!("the publish task failed: {e}"),
             ))
         })
+}
+
+/// A sweep patched with what a batch of events said: for each account and region read again,
+/// the instances named (and those found behind the interfaces named) leave the sweep, and come
+/// back as EC2 says they are now if they are running and in the polled groups.
+pub fn patch(
+    instances: &mut Vec<Ec2Instance>,
+    refetched: &[ec2::Refetched],
+    rules: &nss_ec2_snapshot::fleet::Rules,
+) {
+    for r in refetched {
+        instances.retain(|i| {
+            !(i.region == r.region && i.namespace == r.namespace && r.asked.contains(&i.id))
+        });
+        instances.extend(
+            r.found
+                .iter()
+                .filter(|i| i.state == "running" && rules.in_sweep(i))
+                .cloned(),
+        );
+    }
+}
+
+/// What `[events]` patches: the last sweep's instances as last published, and its generation.
+#[derive(Debug, Default)]
+pub struct Last {
+    /// The generation of the last snapshot published (a sweep's start, or one second after the
+    /// snapshot a patch patched).
+    pub generated: u64,
+    /// Its instances.
+    pub instances: Vec<Ec2Instance>,
+    /// False until a sweep has been published: events wait for it (they stay in the queue).
+    pub swept: bool,
+    /// The queue, to delete what was applied.
+    pub queue: Option<queue::Queue>,
+}
+
+/// The queue's side of `[events]`, on a task of its own: long polls (20 s), gathers a burst for
+/// `debounce` after its first message, and hands the batch over (one at a time: the next waits
+/// until the loop took it). An error is said once in the log and the status file, and the poll
+/// retried after 5 s: the sweeps go on meanwhile.
+pub async fn listen(
+    q: queue::Queue,
+    debounce: Duration,
+    snapshot: std::path::PathBuf,
+    tx: tokio::sync::mpsc::Sender<Vec<queue::Message>>,
+) {
+    let mut failing = false;
+    loop {
+        let mut batch = match q.receive(queue::WAIT_SECS).await {
+            Ok(m) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("events: the queue answers again");
+                    crate::leaf::ledger::Status::update_off_runtime(&snapshot, |st| {
+                        st.events_error = None
+                    })
+                    .await;
+                }
+                m
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!("events: {e}; sweeps go on, retrying every 5 s");
+                    failing = true;
+                }
+                let at = crate::leaf::clock::now();
+                crate::leaf::ledger::Status::update_off_runtime(&snapshot, move |st| {
+                    st.events_error = Some(format!("{} {e}", crate::leaf::clock::utc(at)))
+                })
+                .await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let until = tokio::time::Instant::now() + debounce;
+        while tokio::time::Instant::now() < until && batch.len() < 1000 {
+            match q.receive(0).await {
+                Ok(more) if !more.is_empty() => batch.extend(more),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50).min(debounce)).await,
+                Err(_) => break,
+            }
+        }
+        if tx.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A batch of events applied: each message read ([`events::parse`]), the instances named read
+/// again ([`ec2::Source::refetch`]) and patched into the last sweep ([`patch`]), published as
+/// the generation after the last one (so followers' rollback checks order it after what it
+/// patches; its freshness is the sweep's but for one second a patch), uploaded with
+/// `[publish]`, and only then the messages deleted. Before the first sweep, nothing: the
+/// messages come back after the queue's visibility timeout.
+pub async fn patch_cycle(
+    cfg: &Config,
+    source: &mut Option<ec2::Source>,
+    publisher: Option<&mut Publisher>,
+    last: &mut Last,
+    batch: &[queue::Message],
+) -> Result<(), Failed> {
+    let arrived = std::time::Instant::now();
+    let now = crate::leaf::clock::now();
+    let mut changes = Vec::new();
+    let mut received: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut ignored: std::collections::BTreeMap<String, u64> = Default::default();
+    for m in batch {
+        match events::parse(&m.body) {
+            Ok(c) => {
+                *received.entry(c.kind.label().into()).or_default() += 1;
+                changes.push(c);
+            }
+            Err(why) => {
+                tracing::debug!("events: ignored ({}): {:.200}", why.label(), m.body);
+                *ignored.entry(why.label().into()).or_default() += 1;
+            }
+        }
+    }
+    let Some(src) = source.as_ref().filter(|_| last.swept) else {
+        return Err(Failed::new(
+            crate::leaf::outcome::Reason::Unreachable,
+            "events before the first sweep: left in the queue",
+        ));
+    };
+    let mut not_polled = 0usize;
+    let refetched = if changes.is_empty() {
+        Vec::new()
+    } else {
+        src.refetch(cfg, &changes, &mut not_polled).await?
+    };
+    if not_polled > 0 {
+        *ignored.entry("not_polled".into()).or_default() += not_polled as u64;
+    }
+    let applied = changes.len().saturating_sub(not_polled) as u64;
+    if !refetched.is_empty() {
+        let mut instances = last.instances.clone();
+        patch(&mut instances, &refetched, &cfg.rules);
+        let generated = last.generated + 1;
+        let sweep = Sweep {
+            instances: instances.clone(),
+            requests: 0,
+            bytes: 0,
+            elapsed: arrived.elapsed(),
+        };
+        let published =
+            publish_sweep_blocking(cfg, generated, Ok(sweep), publisher.as_deref()).await?;
+        if let Some(p) = publisher {
+            let done = p.upload_swept(&cfg.snapshot, published.bytes).await;
+            tracing::info!(
+                "events: S3: {}",
+                done.map_err(|e| Failed::new(crate::leaf::outcome::Reason::S3, e))?
+                    .label()
+            );
+        }
+        last.generated = generated;
+        last.instances = instances;
+        tracing::info!(
+            events = applied,
+            ms = arrived.elapsed().as_millis() as u64,
+            "events: published {}",
+            cfg.snapshot.display()
+        );
+    }
+    let oldest = changes.iter().filter_map(|c| c.time).min();
+    let publish_ms = arrived.elapsed().as_millis() as u64;
+    crate::leaf::ledger::Status::update_off_runtime(&cfg.snapshot, move |st| {
+        for (k, n) in received {
+            *st.events_received.entry(k).or_default() += n;
+        }
+        for (k, n) in ignored {
+            *st.events_ignored.entry(k).or_default() += n;
+        }
+        st.events_last_at = Some(now);
+        if applied > 0 {
+            st.events_applied = st.events_applied.saturating_add(applied);
+            st.events_lag_secs = oldest.map(|t| now.saturating_sub(t));
+            st.events_publish_ms = Some(publish_ms);
+        }
+    })
+    .await;
+    // Applied (or nothing to apply): gone from the queue.
+    if let Some(q) = &last.queue {
+        q.delete(batch)
+            .await
+            .map_err(|e| Failed::new(crate::leaf::outcome::Reason::Unreachable, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nss_ec2_snapshot::fleet::Rules;
+
+    fn inst(id: &str, state: &str, group: &str) -> Ec2Instance {
+        Ec2Instance {
+            id: id.into(),
+            state: state.into(),
+            groups: vec![group.into()],
+            region: "us-east-1".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A patch replaces what the events named by what EC2 says now: a stopped instance leaves,
+    /// a new one comes, one that left the polled groups leaves, another region's is untouched.
+    #[test]
+    fn a_patch_replaces_the_instances_named_and_only_them() {
+        let mut swept = vec![inst("i-1", "running", "g"), inst("i-2", "running", "g")];
+        let mut other = inst("i-1", "running", "g");
+        other.region = "eu-west-1".into();
+        swept.push(other);
+        let r = ec2::Refetched {
+            region: "us-east-1".into(),
+            namespace: None,
+            asked: ["i-1", "i-2", "i-3"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            found: vec![inst("i-1", "stopped", "g"), inst("i-3", "running", "g")],
+        };
+        let rules = Rules {
+            security_groups: Some(vec!["g".into()]),
+            ..Rules::default()
+        };
+        patch(&mut swept, &[r], &rules);
+        let ids: Vec<(&str, &str)> = swept
+            .iter()
+            .map(|i| (i.id.as_str(), i.region.as_str()))
+            .collect();
+        assert_eq!(ids, [("i-1", "eu-west-1"), ("i-3", "us-east-1")]);
+        let r = ec2::Refetched {
+            region: "us-east-1".into(),
+            namespace: None,
+            asked: ["i-3"].iter().map(|s| s.to_string()).collect(),
+            found: vec![inst("i-3", "running", "other")],
+        };
+        patch(&mut swept, &[r], &rules);
+        assert_eq!(swept.len(), 1, "left the polled groups");
+    }
 }

@@ -122,6 +122,62 @@ impl Metrics {
     }
 }
 
+/// `[events]`: what came from the queue and what became of it.
+fn events(m: &Metrics, st: &Status) {
+    let kinds = totals(
+        ["state_change", "tag_change", "api_call"],
+        &st.events_received,
+    );
+    m.by(
+        "ec2cached_events_received_total",
+        "EC2 change events received from the [events] queue and understood, by kind.",
+        "kind",
+        &kinds,
+    );
+    let reasons = totals(
+        ["malformed", "unknown", "no_instance", "not_polled"],
+        &st.events_ignored,
+    );
+    m.by(
+        "ec2cached_events_ignored_total",
+        "Messages of the [events] queue ignored (and deleted), by reason.",
+        "reason",
+        &reasons,
+    );
+    m.counter(
+        "ec2cached_events_applied_total",
+        "Events whose instances were read again and published.",
+        st.events_applied,
+    );
+    if let Some(t) = st.events_last_at {
+        m.gauge(
+            "ec2cached_events_last_timestamp_seconds",
+            "When the last message came from the [events] queue, in Unix time.",
+            secs(t),
+        );
+    }
+    if let Some(l) = st.events_lag_secs {
+        m.gauge(
+            "ec2cached_events_lag_seconds",
+            "The age of the oldest event of the last batch applied when it was published (queue \
+             lag and delivery included).",
+            i64::try_from(l).unwrap_or(i64::MAX),
+        );
+    }
+    if let Some(ms) = st.events_publish_ms {
+        m.seconds(
+            "ec2cached_events_publish_seconds",
+            "From the last batch's arrival to its publish.",
+            ms as f64 / 1000.0,
+        );
+    }
+    m.gauge(
+        "ec2cached_events_queue_failing",
+        "1 while the [events] queue cannot be read (sweeps go on).",
+        i64::from(st.events_error.is_some()),
+    );
+}
+
 /// A unix time as a gauge value.
 fn secs(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
@@ -189,6 +245,9 @@ pub fn render(cfg: &Config, status: &Status, installed: Option<&Header>, now: u6
                 status.s3_foreign_replaced,
             );
         }
+    }
+    if cfg.events.is_some() {
+        events(&m, status);
     }
     if let Some((fleet, role)) = fleet_of(cfg) {
         m.info(

@@ -200,6 +200,7 @@ fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
     if let (Some(o), Some(t)) = (&st.publish_outcome, st.published_at) {
         r.line("last upload", format!("{}: {o}", when(t, now)));
     }
+    events_line(r, st, now);
     // For a day after the last replacement: a writer that has stopped is no longer news (the
     // count stays in the status file and the metric).
     if let (Some(k), Some(t)) = (
@@ -288,6 +289,33 @@ pub fn module_line(m: Module, version: u32) -> (String, bool) {
             false,
         ),
     }
+}
+
+/// `[events]`: whether events flow, when the last came, and what came of them.
+fn events_line(r: &mut Report, st: &Status, now: u64) {
+    if let Some(e) = &st.events_error {
+        r.wrong(
+            "events",
+            format!("the queue fails (sweeps go on, every interval): {e}"),
+        );
+        return;
+    }
+    let received: u64 = st.events_received.values().sum();
+    let ignored: u64 = st.events_ignored.values().sum();
+    let Some(t) = st.events_last_at else {
+        return;
+    };
+    let mut text = format!(
+        "{received} received, {} applied, {ignored} ignored; the last {}",
+        st.events_applied,
+        when(t, now)
+    );
+    if let (Some(lag), Some(ms)) = (st.events_lag_secs, st.events_publish_ms) {
+        text.push_str(&format!(
+            "; last batch published {ms} ms after it came, {lag} s after its oldest event"
+        ));
+    }
+    r.line("events", text);
 }
 
 #[cfg(test)]
