@@ -129,11 +129,11 @@ ensure_debian_packages() {
 # (cargo-zigbuild and zig, pinned: the versions the floor was checked with), reused between runs.
 ZIG_PINS=(cargo-zigbuild==0.24.1 ziglang==0.17.1)
 ensure_venv() {
-    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml, xdist, ziglang' 2>/dev/null ||
+    if ! "$VENV/bin/python" -c 'import moto, boto3, pytest, flask, yaml, xdist, ziglang, cfnlint' 2>/dev/null ||
         [ "$("$VENV/bin/cargo-zigbuild" --version 2>/dev/null)" != "cargo-zigbuild ${ZIG_PINS[0]#*==}" ]; then
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q --upgrade pip
-        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml 'pytest-xdist>=3.2' "${ZIG_PINS[@]}"
+        "$VENV/bin/pip" install -q 'moto[server]>=5,<6' boto3 'pytest>=7' pyyaml 'pytest-xdist>=3.2' 'cfn-lint>=1,<2' "${ZIG_PINS[@]}"
     fi
 }
 

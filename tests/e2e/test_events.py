@@ -6,13 +6,47 @@ sweep (interval 3600), the queue is emptied, `status` and the status file count 
 """
 
 import json
+import signal
+import subprocess
 import time
 
 import boto3
 import pytest
+import yaml
 
-from conftest import EC2CACHED, REGION, Host  # noqa: F401
+from conftest import EC2CACHED, REGION, ROOT, Host, free_port  # noqa: F401
+from faultproxy import FaultProxy
 from fleethelp import Daemons, Node
+
+TEMPLATE = ROOT / "deploy" / "ec2cached-events.yaml"
+
+
+def template():
+    """The CloudFormation template, its intrinsic functions (!Ref, !GetAtt, ...) read as plain
+    values."""
+    class Loader(yaml.SafeLoader):
+        pass
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    return yaml.load(TEMPLATE.read_text(), Loader=Loader)
+
+
+def client(moto_url, service):
+    return boto3.client(service, endpoint_url=moto_url, region_name=REGION,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def wait_answer(host, name, want, timeout):
+    end = time.monotonic() + timeout
+    while host.hosts(name) != (0, want) and time.monotonic() < end:
+        time.sleep(0.05)
+    return host.hosts(name) == (0, want)
+
+
+def events_poller(tmp_path, moto_url, url, **env):
+    host = Node(tmp_path, "poller", moto_url, extra_env=env)
+    host.config.write_text(f'snapshot = "{host.snapshot}"\nregions = ["{REGION}"]\ninterval = 3600\n'
+                           f'[events]\nqueue_url = "{url}"\ndebounce_ms = 200\n')
+    return host
 
 ACCOUNT = "123456789012"  # moto's
 
@@ -52,11 +86,9 @@ def waiting(sqs, url):
 
 def test_a_tag_move_and_its_event_reach_the_poller_in_seconds(fleet, queue, tmp_path, moto_url):
     sqs, url = queue
-    host = Node(tmp_path, "poller", moto_url)
+    host = events_poller(tmp_path, moto_url, url)
     a = fleet.launch(tags={"services": "postgres"})[0]
     b = fleet.launch()[0]
-    host.config.write_text(f'snapshot = "{host.snapshot}"\nregions = ["{REGION}"]\ninterval = 3600\n'
-                           f'[events]\nqueue_url = "{url}"\ndebounce_ms = 200\n')
     daemons = Daemons()
     try:
         daemons.start(host)
@@ -101,3 +133,120 @@ def test_an_events_config_is_checked(host):
         host.config.write_text(f'snapshot = "{host.snapshot}"\n' + body)
         r = host.ec2cached("refresh", check=False)
         assert r.returncode == 2 and f"key `{key}`" in r.stderr, r.stderr
+
+
+def test_the_template_passes_cfn_lint_and_its_rules_deliver_what_the_poller_applies(
+        fleet, queue, tmp_path, moto_url):
+    """The CloudFormation template (deploy/ec2cached-events.yaml) passes cfn-lint; its three
+    rules, put on moto's EventBridge with its event patterns, deliver a tag change to the queue
+    (PutEvents, as EC2 would send it), and the poller applies it in seconds."""
+    import sys
+    from pathlib import Path
+    VENV_BIN = Path(sys.executable).parent
+    r = subprocess.run([str(VENV_BIN / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # cfn-lint can fail: a rule pointing at a resource that does not exist.
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("Arn: !GetAtt Queue.Arn", "Arn: !GetAtt Qeue.Arn", 1))
+    assert subprocess.run([str(VENV_BIN / "cfn-lint"), str(broken)], capture_output=True,
+                          timeout=120).returncode != 0
+    sqs, url = queue
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    ev = client(moto_url, "events")
+    rules = {k: v for k, v in template()["Resources"].items() if v["Type"] == "AWS::Events::Rule"}
+    assert set(rules) == {"StateChangeRule", "TagChangeRule", "ApiCallRule"}
+    for name, rule in rules.items():
+        ev.put_rule(Name=f"{name}-{tmp_path.name}", EventPattern=json.dumps(rule["Properties"]["EventPattern"]))
+        ev.put_targets(Rule=f"{name}-{tmp_path.name}", Targets=[{"Id": "q", "Arn": arn}])
+    host = events_poller(tmp_path, moto_url, url)
+    a = fleet.launch(tags={"services": "postgres"})[0]
+    b = fleet.launch()[0]
+    daemons = Daemons()
+    try:
+        daemons.start(host)
+        assert wait_answer(host, "postgres.tphon.ec2", [fleet.ipv4(a)], 30)
+        fleet.untag(a, "services")
+        fleet.tag(b, services="postgres")
+        sent = time.monotonic()
+        entries = [{"Source": "aws.tag", "DetailType": "Tag Change on Resource",
+                    "Resources": [f"arn:aws:ec2:{REGION}:123456789012:instance/{i}"],
+                    "Detail": json.dumps({"changed-tag-keys": ["services"], "service": "ec2",
+                                          "resource-type": "instance", "version": 2, "tags": {}})}
+                   for i in (a, b)]
+        # And one the rules do not take: a tag change on a volume.
+        entries.append({**entries[0], "Detail": json.dumps({"service": "ec2", "resource-type": "volume"})})
+        assert ev.put_events(Entries=entries)["FailedEntryCount"] == 0
+        assert wait_answer(host, "postgres.tphon.ec2", [fleet.ipv4(b)], 10), host.log()[-2000:]
+        took = time.monotonic() - sent
+        assert took < 3, f"{took:.1f} s"
+        st = json.loads((host.dir / "hosts.snap.status").read_text())
+        assert st["events_received"] == {"tag_change": 2}, st
+    finally:
+        codes = daemons.stop_all()
+    assert set(codes.values()) == {0}, codes
+
+
+def test_sweeps_go_on_while_the_queue_is_down_and_repair_a_lost_event(fleet, tmp_path, moto_url):
+    """SQS unreachable: `status` says the events do not flow (exit 1), the metrics say so, and
+    sweeps go on: a tag move whose event was lost reaches the snapshot at the next sweep (here
+    SIGHUP)."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    url = "http://127.0.0.1:9/123456789012/nowhere"
+    host = events_poller(tmp_path, moto_url, url, AWS_ENDPOINT_URL_SQS=dead)
+    a = fleet.launch(tags={"services": "postgres"})[0]
+    b = fleet.launch()[0]
+    daemons = Daemons()
+    try:
+        p = daemons.start(host)
+        assert wait_answer(host, "postgres.tphon.ec2", [fleet.ipv4(a)], 30)
+        end = time.monotonic() + 30
+        while '"events_error": null' in (host.dir / "hosts.snap.status").read_text() and time.monotonic() < end:
+            time.sleep(0.2)
+        st = host.ec2cached("status", check=False)
+        assert st.returncode == 1 and "events:" in st.stdout and "the queue fails" in st.stdout, st.stdout
+        fleet.untag(a, "services")
+        fleet.tag(b, services="postgres")
+        p.send_signal(signal.SIGHUP)
+        assert wait_answer(host, "postgres.tphon.ec2", [fleet.ipv4(b)], 30), host.log()[-2000:]
+    finally:
+        codes = daemons.stop_all()
+    assert set(codes.values()) == {0}, codes
+
+
+def test_a_burst_of_500_events_makes_a_few_requests(fleet, queue, tmp_path, moto_url):
+    """A script tagging 50 instances ten times over: 500 events, coalesced (debounce) into
+    batches that each read the named instances once, a filter of up to 200 ids a request: a
+    few DescribeInstances (one a batch), not 500."""
+    sqs, url = queue
+    proxy = FaultProxy(moto_url).start()
+    try:
+        host = events_poller(tmp_path, moto_url, url, AWS_ENDPOINT_URL_EC2=proxy.url)
+        ids = fleet.launch(count=50)
+        daemons = Daemons()
+        try:
+            daemons.start(host)
+            assert wait_answer(host, f"{ids[0]}.ec2", [fleet.ipv4(ids[0])], 30)
+            before = sum(v for (action, _), v in proxy.calls.items() if action == "DescribeInstances")
+            for i in ids:
+                fleet.tag(i, services="web")
+            bodies = [envelope("tag", [i]) for i in ids] * 10
+            for k in range(0, len(bodies), 10):
+                sqs.send_message_batch(QueueUrl=url, Entries=[
+                    {"Id": str(n), "MessageBody": b} for n, b in enumerate(bodies[k:k + 10])])
+            assert wait_answer(host, "web.tphon.ec2", sorted(fleet.ipv4(i) for i in ids), 20) or \
+                len(host.hosts("web.tphon.ec2")[1]) == 50, host.log()[-2000:]
+            end = time.monotonic() + 20
+            while waiting(sqs, url) and time.monotonic() < end:
+                time.sleep(0.2)
+            assert waiting(sqs, url) == 0
+            calls = sum(v for (action, _), v in proxy.calls.items() if action == "DescribeInstances") - before
+            st = json.loads((host.dir / "hosts.snap.status").read_text())
+            assert st["events_received"]["tag_change"] == 500, st
+            print(f"\nevents: 500 events, {calls} DescribeInstances")
+            # One a batch (a filter of the ids named), batches gathered for the debounce.
+            assert calls <= 50, calls
+        finally:
+            codes = daemons.stop_all()
+        assert set(codes.values()) == {0}, codes
+    finally:
+        proxy.stop()

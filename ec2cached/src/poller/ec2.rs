@@ -270,18 +270,7 @@ impl Source {
                     .set_next_token(token.clone())
                     .send()
                     .await
-                    .map_err(|e| {
-                        tracing::debug!("{where_} failed: {}", DisplayErrorContext(&e));
-                        let at = self.endpoint.lock().map(|e| e.clone()).unwrap_or_default();
-                        Failed {
-                            reason: classify(&e),
-                            message: format!(
-                                "{} ({where_})",
-                                describe_error(&e, &at, cfg.api_timeout)
-                            ),
-                            requests: self.requests(),
-                        }
-                    })?;
+                    .map_err(|e| self.failed(&e, &where_, cfg))?;
                 for r in page.reservations() {
                     if let (Some(owner), Ok(mut seen)) = (r.owner_id(), t.seen_account.lock()) {
                         seen.get_or_insert_with(|| owner.to_string());
@@ -404,18 +393,7 @@ impl Source {
                             .set_next_token(token.clone())
                             .send()
                             .await
-                            .map_err(|e| {
-                                let at =
-                                    self.endpoint.lock().map(|e| e.clone()).unwrap_or_default();
-                                Failed {
-                                    reason: classify(&e),
-                                    message: format!(
-                                        "{} ({where_})",
-                                        describe_error(&e, &at, cfg.api_timeout)
-                                    ),
-                                    requests: self.requests(),
-                                }
-                            })?;
+                            .map_err(|e| self.failed(&e, &where_, cfg))?;
                         for res in page.reservations() {
                             for i in res.instances() {
                                 let mut i = from_sdk(i);
@@ -438,6 +416,21 @@ impl Source {
         }
         *ignored += taken.iter().filter(|t| !**t).count();
         Ok(out)
+    }
+
+    /// A failed request, for the log and the status file: its reason, one line naming where,
+    /// and the requests so far.
+    fn failed<E>(&self, e: &SdkError<E, HttpResponse>, where_: &str, cfg: &Config) -> Failed
+    where
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    {
+        tracing::debug!("{where_} failed: {}", DisplayErrorContext(e));
+        let at = self.endpoint.lock().map(|e| e.clone()).unwrap_or_default();
+        Failed {
+            reason: classify(e),
+            message: format!("{} ({where_})", describe_error(e, &at, cfg.api_timeout)),
+            requests: self.requests(),
+        }
     }
 
     /// HTTP requests of this sweep so far, retries included.

@@ -98,14 +98,24 @@ fn unix(s: &str) -> Option<u64> {
 /// Reads one SQS message body: an EventBridge event.
 pub fn parse(body: &str) -> Result<Change, Ignored> {
     let v: Value = serde_json::from_str(body).map_err(|_| Ignored::Malformed)?;
-    let (Some(kind), Some(account), Some(region)) = (
-        text(&v, "detail-type"),
-        text(&v, "account"),
-        text(&v, "region"),
-    ) else {
+    let detail = v.get("detail").ok_or(Ignored::Malformed)?;
+    // The envelope's account; else the account of the resource it is about (an ARN's fifth
+    // field) or, for an API call, the account that received it.
+    let account = text(&v, "account").map(str::to_string).or_else(|| {
+        v.get("resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(Value::as_str)
+            .and_then(|arn| arn.split(':').nth(4))
+            .filter(|a| !a.is_empty())
+            .or_else(|| text(detail, "recipientAccountId"))
+            .map(str::to_string)
+    });
+    let (Some(kind), Some(account), Some(region)) =
+        (text(&v, "detail-type"), account, text(&v, "region"))
+    else {
         return Err(Ignored::Malformed);
     };
-    let detail = v.get("detail").ok_or(Ignored::Malformed)?;
     let source = text(&v, "source").unwrap_or_default();
     let (kind, instances, interfaces) = match (kind, source) {
         ("EC2 Instance State-change Notification", "aws.ec2") => {
@@ -170,7 +180,7 @@ pub fn parse(body: &str) -> Result<Change, Ignored> {
     }
     Ok(Change {
         kind,
-        account: account.to_string(),
+        account,
         region: region.to_string(),
         time: text(&v, "time").and_then(unix),
         instances,
