@@ -92,6 +92,7 @@ install:
 	install -D -m 0644 ec2cached/dns/resolved-ec2.conf $(DESTDIR)$(DATADIR)/ec2cached/resolved-ec2.conf
 	install -D -m 0644 ec2cached/dns/dnsmasq-ec2.conf $(DESTDIR)$(DATADIR)/ec2cached/dnsmasq-ec2.conf
 	install -D -m 0644 ec2cached/dns/ec2.negative $(DESTDIR)$(DATADIR)/ec2cached/ec2.negative
+	install -D -m 0644 deploy/ec2cached-events.yaml $(DESTDIR)$(DATADIR)/ec2cached/ec2cached-events.yaml
 	if [ "$(INSTALL_SERVICE)" = 1 ]; then \
 		install -D -m 0644 debian/ec2cached.service $(DESTDIR)$(UNITDIR)/ec2cached.service; \
 		install -D -m 0644 debian/ec2cached.ec2cached-dns.socket $(DESTDIR)$(UNITDIR)/ec2cached-dns.socket; \
@@ -133,6 +134,7 @@ dist: binaries
 	install -m 0644 $(MAN)/ec2cached.8 $(MAN)/libnss_ec2.8 $(MAN)/nss-ec2.8 $(DIST_DIR)/$(DIST_NAME)/man/
 	tar -cf - LICENSE-MIT LICENSE-APACHE ec2cached/ec2cached.toml ec2cached/ec2cached.rules.yml \
 		ec2cached/facts ec2cached/dns/resolved-ec2.conf ec2cached/dns/dnsmasq-ec2.conf ec2cached/dns/ec2.negative \
+		deploy/ec2cached-events.yaml \
 		debian/ec2cached.service debian/ec2cached.ec2cached-dns.socket debian/ec2cached.sysusers \
 		tools/nsswitch-ec2 | tar -C $(DIST_DIR)/$(DIST_NAME) -xf -
 	install -m 0644 tools/dist-INSTALL $(DIST_DIR)/$(DIST_NAME)/INSTALL
@@ -158,6 +160,7 @@ uninstall:
 		$(DESTDIR)$(DATADIR)/ec2cached/resolved-ec2.conf \
 		$(DESTDIR)$(DATADIR)/ec2cached/dnsmasq-ec2.conf \
 		$(DESTDIR)$(DATADIR)/ec2cached/ec2.negative \
+		$(DESTDIR)$(DATADIR)/ec2cached/ec2cached-events.yaml \
 		$(DESTDIR)$(UNITDIR)/ec2cached-dns.socket
 	rmdir $(DESTDIR)$(DATADIR)/ec2cached 2>/dev/null || true
 
