@@ -60,6 +60,10 @@ impl Role {
             return crate::poller::patch_cycle(cfg, source, publisher.as_deref_mut(), last, batch)
                 .await;
         }
+        if matches!(work, Work::Patch(_)) {
+            // No [events] here: nothing sends patches.
+            return Ok(());
+        }
         match self {
             Role::Follower(f) => {
                 let crate::follower::Verdict {

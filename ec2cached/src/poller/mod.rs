@@ -201,7 +201,14 @@ pub async fn patch_cycle(
     if !refetched.is_empty() {
         let mut instances = last.instances.clone();
         patch(&mut instances, &refetched, &cfg.rules);
-        let generated = last.generated + 1;
+        // One second after what it patches; never more than a minute ahead of the clock (a
+        // stream of patches faster than one a second keeps the generation, and a follower
+        // installs an equal generation with other names).
+        let generated = if last.generated < now + 60 {
+            last.generated + 1
+        } else {
+            last.generated
+        };
         let sweep = Sweep {
             instances: instances.clone(),
             requests: 0,
@@ -210,6 +217,9 @@ pub async fn patch_cycle(
         };
         let published =
             publish_sweep_blocking(cfg, generated, Ok(sweep), publisher.as_deref()).await?;
+        // Published here: the next patch starts from it, whatever the upload does.
+        last.generated = generated;
+        last.instances = instances;
         if let Some(p) = publisher {
             let done = p.upload_swept(&cfg.snapshot, published.bytes).await;
             tracing::info!(
@@ -218,8 +228,6 @@ pub async fn patch_cycle(
                     .label()
             );
         }
-        last.generated = generated;
-        last.instances = instances;
         tracing::info!(
             events = applied,
             ms = arrived.elapsed().as_millis() as u64,
