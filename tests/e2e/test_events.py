@@ -250,3 +250,42 @@ def test_a_burst_of_500_events_makes_a_few_requests(fleet, queue, tmp_path, moto
         assert set(codes.values()) == {0}, codes
     finally:
         proxy.stop()
+
+
+def test_a_tag_move_and_its_event_reach_twenty_followers_in_seconds(fleet, queue, tmp_path, moto_url):
+    """A poller with [publish] and [events] (interval 3600: no sweep comes), 20 followers at a
+    follow interval of 2 s through the real module: a tag move and its events reach every one
+    within the follow interval and 3 s."""
+    from test_fleet import Bucket, answer_times, make_follower, make_poller, wait_for
+    from fleethelp import S3Proxy
+    sqs, url = queue
+    bucket = Bucket(moto_url)
+    trap = S3Proxy(None).start()
+    daemons = Daemons()
+    try:
+        a, b = fleet.launch(tags={"services": "postgres"})[0], fleet.launch()[0]
+        poller = make_poller(tmp_path, moto_url, interval=3600)
+        with open(poller.config, "a") as c:
+            c.write(f'\n[events]\nqueue_url = "{url}"\ndebounce_ms = 200\n')
+        daemons.start(poller)
+        assert wait_for(lambda: bucket.get() is not None, 30), poller.log()
+        followers = [make_follower(tmp_path, f"f{i:02d}", moto_url, trap, [poller.pub], interval=2)
+                     for i in range(20)]
+        for f in followers:
+            daemons.start(f)
+        assert len(answer_times(followers, [fleet.ipv4(a)], 60)) == 20
+        fleet.untag(a, "services")
+        fleet.tag(b, services="postgres")
+        sent = time.monotonic()
+        for i in (a, b):
+            sqs.send_message(QueueUrl=url, MessageBody=envelope("tag", [i]))
+        times = answer_times(followers, [fleet.ipv4(b)], 30, since=sent)
+        assert len(times) == 20, sorted(times)
+        worst, median = max(times.values()), sorted(times.values())[10]
+        print(f"\nevents: tag move -> 20 followers (follow interval 2 s): p50 {median:.2f} s, max {worst:.2f} s")
+        assert worst < 2 * 1.1 + 3, worst
+        assert trap.count() == 0, "followers never call EC2"
+    finally:
+        codes = daemons.stop_all()
+        trap.stop()
+    assert set(codes.values()) == {0}, codes
