@@ -562,7 +562,7 @@ def report(results, vers, started):
              f"on its own loopback address:")
     w.append("")
     w.append("- **ec2cached stub**: `ec2cached run` with `[dns] listen` (four threads on its UDP socket), "
-             "reading the snapshot as the module does; its AWS endpoint is a closed port and its interval "
+             "reading its own copy of the snapshot with the module's trust rules; its AWS endpoint is a closed port and its interval "
              "a day, so it only ever answers from that snapshot. Its memory includes the daemon's (AWS SDK, "
              "async runtime).")
     w.append("- **unbound**: `num-threads: 1`, `module-config: \"iterator\"`, the unbound export "
