@@ -41,7 +41,21 @@ impl Role {
                 Some(p) => Some(Box::new(Publisher::new(cfg, p).await?)),
                 None => None,
             },
-            last: cfg.events.as_ref().map(|_| Box::default()),
+            // The installed generation seeds the order (patches of a run before a restart may
+            // be ahead of the clock): the first sweep is never older than what is installed.
+            last: cfg.events.as_ref().map(|_| {
+                Box::new(crate::poller::Last {
+                    generated: std::fs::read(&cfg.snapshot)
+                        .ok()
+                        .and_then(|b| {
+                            nss_ec2_snapshot::Snapshot::parse(&b)
+                                .ok()
+                                .map(|s| s.header().generated_unix)
+                        })
+                        .unwrap_or(0),
+                    ..Default::default()
+                })
+            }),
         })
     }
 
@@ -136,6 +150,7 @@ pub async fn cycle(
         l.generated = generated;
         l.instances = instances;
         l.swept = true;
+        l.swept_at = started;
     }
     let stats = published.stats;
     tracing::info!(

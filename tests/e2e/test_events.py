@@ -243,8 +243,9 @@ def test_a_burst_of_500_events_makes_a_few_requests(fleet, queue, tmp_path, moto
             st = json.loads((host.dir / "hosts.snap.status").read_text())
             assert st["events_received"]["tag_change"] == 500, st
             print(f"\nevents: 500 events, {calls} DescribeInstances")
-            # One a batch (a filter of the ids named), batches gathered for the debounce.
-            assert calls <= 50, calls
+            # One a batch (a filter of the ids named), batches gathered for the debounce: far
+            # fewer than the 50 receives of 10 messages that one a receive would make.
+            assert calls <= 25, calls
         finally:
             codes = daemons.stop_all()
         assert set(codes.values()) == {0}, codes

@@ -15,8 +15,8 @@ pub(super) struct RawEvents {
 /// `[events]`, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Events {
-    /// The queue (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`, or any endpoint's URL of
-    /// that shape).
+    /// The queue (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`; the SQS endpoint itself comes
+    /// from the SDK's chain, `AWS_ENDPOINT_URL_SQS` for a test server).
     pub queue_url: String,
     /// The region of the queue, from its URL when it is AWS's (`sqs.REGION.amazonaws.com`).
     pub region: Option<String>,

@@ -71,6 +71,18 @@ fn publish_then(
     Ok(published)
 }
 
+/// Publishes a patch of the last sweep (`[events]`) as generation `generated`, recording nothing
+/// of a sweep in the status file: a patch must not hide a failing sweep (its failures, last good
+/// poll, requests and duration stay the sweeps'). The patch's own figures are the caller's.
+pub fn publish_patch(
+    cfg: &Config,
+    generated: u64,
+    sweep: &Sweep,
+    signer: Option<&ed25519_dalek::SigningKey>,
+) -> Result<Published, String> {
+    publish_then(cfg, sweep, generated, signer, |_| {})
+}
+
 /// Publishes the outcome of a sweep that started at `started` and records it in the status file
 /// either way (the snapshot is only replaced on success). A success is recorded before the new
 /// snapshot becomes visible, so that whoever resolves its names and then asks `ec2cached

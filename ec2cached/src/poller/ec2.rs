@@ -378,6 +378,7 @@ impl Source {
             ] {
                 for chunk in values.chunks(200) {
                     let mut token: Option<String> = None;
+                    let mut seen = std::collections::HashSet::new();
                     loop {
                         let where_ =
                             format!("DescribeInstances in {}{} (events)", t.account, t.region);
@@ -399,15 +400,28 @@ impl Source {
                                 let mut i = from_sdk(i);
                                 i.region = t.region.clone();
                                 i.namespace = t.namespace.clone();
-                                r.asked.insert(i.id.clone());
-                                r.found.push(i);
+                                // Named by id and through its interface: once.
+                                if r.asked.insert(i.id.clone())
+                                    || !r.found.iter().any(|f| f.id == i.id)
+                                {
+                                    r.found.push(i);
+                                }
                             }
                         }
                         match page.next_token().filter(|t| !t.is_empty()) {
-                            Some(next) if token.as_deref() != Some(next) => {
-                                token = Some(next.to_string())
+                            None => break,
+                            // A partial read would drop the instances not returned.
+                            Some(next) if !seen.insert(next.to_string()) => {
+                                return Err(Failed {
+                                    reason: Reason::MalformedResponse,
+                                    message: format!(
+                                        "the EC2 API sent a page token it had already sent \
+                                         ({where_})"
+                                    ),
+                                    requests: self.requests(),
+                                })
                             }
-                            _ => break,
+                            Some(next) => token = Some(next.to_string()),
                         }
                     }
                 }

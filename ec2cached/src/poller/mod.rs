@@ -64,23 +64,33 @@ pub async fn publish_sweep_blocking(
 
 /// A sweep patched with what a batch of events said: for each account and region read again,
 /// the instances named (and those found behind the interfaces named) leave the sweep, and come
-/// back as EC2 says they are now if they are running and in the polled groups.
+/// back as EC2 says they are now if they are running and in the polled groups. True when that
+/// changed anything.
 pub fn patch(
     instances: &mut Vec<Ec2Instance>,
     refetched: &[ec2::Refetched],
     rules: &nss_ec2_snapshot::fleet::Rules,
-) {
+) -> bool {
+    let mut changed = false;
     for r in refetched {
-        instances.retain(|i| {
-            !(i.region == r.region && i.namespace == r.namespace && r.asked.contains(&i.id))
-        });
-        instances.extend(
-            r.found
-                .iter()
-                .filter(|i| i.state == "running" && rules.in_sweep(i))
-                .cloned(),
-        );
+        let named = |i: &Ec2Instance| {
+            i.region == r.region && i.namespace == r.namespace && r.asked.contains(&i.id)
+        };
+        let mut removed: Vec<Ec2Instance> =
+            instances.iter().filter(|i| named(i)).cloned().collect();
+        instances.retain(|i| !named(i));
+        let mut added: Vec<Ec2Instance> = r
+            .found
+            .iter()
+            .filter(|i| i.state == "running" && rules.in_sweep(i))
+            .cloned()
+            .collect();
+        instances.extend(added.iter().cloned());
+        removed.sort_by(|a, b| a.id.cmp(&b.id));
+        added.sort_by(|a, b| a.id.cmp(&b.id));
+        changed |= removed != added;
     }
+    changed
 }
 
 /// What `[events]` patches: the last sweep's instances as last published, and its generation.
@@ -95,6 +105,10 @@ pub struct Last {
     pub swept: bool,
     /// The queue, to delete what was applied.
     pub queue: Option<queue::Queue>,
+    /// When the last sweep started: patches raise the generation at most `interval` past it.
+    pub swept_at: u64,
+    /// Ignored reasons already said in the log (each is said once, then counted).
+    pub said: std::collections::BTreeSet<&'static str>,
 }
 
 /// The queue's side of `[events]`, on a task of its own: long polls (20 s), gathers a burst for
@@ -107,13 +121,14 @@ pub async fn listen(
     snapshot: std::path::PathBuf,
     tx: tokio::sync::mpsc::Sender<Vec<queue::Message>>,
 ) {
-    let mut failing = false;
+    // Failing until the first good receive clears what an earlier run left in the status file.
+    let mut failing = true;
     loop {
         let mut batch = match q.receive(queue::WAIT_SECS).await {
             Ok(m) => {
                 if failing {
                     failing = false;
-                    tracing::info!("events: the queue answers again");
+                    tracing::info!("events: the queue answers");
                     crate::leaf::ledger::Status::update_off_runtime(&snapshot, |st| {
                         st.events_error = None
                     })
@@ -122,10 +137,8 @@ pub async fn listen(
                 m
             }
             Err(e) => {
-                if !failing {
-                    tracing::warn!("events: {e}; sweeps go on, retrying every 5 s");
-                    failing = true;
-                }
+                tracing::warn!("events: {e}; sweeps go on, retrying every 5 s");
+                failing = true;
                 let at = crate::leaf::clock::now();
                 crate::leaf::ledger::Status::update_off_runtime(&snapshot, move |st| {
                     st.events_error = Some(format!("{} {e}", crate::leaf::clock::utc(at)))
@@ -177,7 +190,13 @@ pub async fn patch_cycle(
                 changes.push(c);
             }
             Err(why) => {
-                tracing::debug!("events: ignored ({}): {:.200}", why.label(), m.body);
+                if last.said.insert(why.label()) {
+                    tracing::warn!(
+                        "events: ignored a message ({}; said once, then counted): {:.200}",
+                        why.label(),
+                        crate::leaf::aws::one_line(&m.body)
+                    );
+                }
                 *ignored.entry(why.label().into()).or_default() += 1;
             }
         }
@@ -195,33 +214,55 @@ pub async fn patch_cycle(
         src.refetch(cfg, &changes, &mut not_polled).await?
     };
     if not_polled > 0 {
+        if last.said.insert("not_polled") {
+            tracing::warn!(
+                "events: ignored an event of an account or region this poller does not read \
+                 (said once, then counted)"
+            );
+        }
         *ignored.entry("not_polled".into()).or_default() += not_polled as u64;
     }
     let applied = changes.len().saturating_sub(not_polled) as u64;
-    if !refetched.is_empty() {
-        let mut instances = last.instances.clone();
-        patch(&mut instances, &refetched, &cfg.rules);
+    let mut instances = last.instances.clone();
+    // Nothing this poller publishes changed (an instance outside the polled groups, a tag it
+    // does not read: the same instance record): no publish, and the generation stays.
+    if patch(&mut instances, &refetched, &cfg.rules) {
         // One second after what it patches; never more than a minute ahead of the clock (a
         // stream of patches faster than one a second keeps the generation, and a follower
         // installs an equal generation with other names).
-        let generated = if last.generated < now + 60 {
+        let generated = if last.generated < now + 60
+            && last.generated < last.swept_at.saturating_add(u64::from(cfg.interval))
+        {
             last.generated + 1
         } else {
             last.generated
         };
         let sweep = Sweep {
-            instances: instances.clone(),
+            instances,
             requests: 0,
             bytes: 0,
             elapsed: arrived.elapsed(),
         };
+        let (c, key) = (cfg.clone(), publisher.as_deref().map(|p| p.key().clone()));
+        let (published, sweep) = tokio::task::spawn_blocking(move || {
+            let p = build::publish_patch(&c, generated, &sweep, key.as_ref());
+            (p, sweep)
+        })
+        .await
+        .map_err(|e| {
+            Failed::new(
+                crate::leaf::outcome::Reason::Publish,
+                format!("the publish task failed: {e}"),
+            )
+        })?;
         let published =
-            publish_sweep_blocking(cfg, generated, Ok(sweep), publisher.as_deref()).await?;
+            published.map_err(|e| Failed::new(crate::leaf::outcome::Reason::Publish, e))?;
+        let instances = sweep.instances;
         // Published here: the next patch starts from it, whatever the upload does.
         last.generated = generated;
         last.instances = instances;
         if let Some(p) = publisher {
-            let done = p.upload_swept(&cfg.snapshot, published.bytes).await;
+            let done = p.upload_patch(&cfg.snapshot, published.bytes).await;
             tracing::info!(
                 "events: S3: {}",
                 done.map_err(|e| Failed::new(crate::leaf::outcome::Reason::S3, e))?
@@ -297,7 +338,7 @@ mod tests {
             security_groups: Some(vec!["g".into()]),
             ..Rules::default()
         };
-        patch(&mut swept, &[r], &rules);
+        assert!(patch(&mut swept, &[r], &rules));
         let ids: Vec<(&str, &str)> = swept
             .iter()
             .map(|i| (i.id.as_str(), i.region.as_str()))
@@ -309,7 +350,17 @@ mod tests {
             asked: ["i-3"].iter().map(|s| s.to_string()).collect(),
             found: vec![inst("i-3", "running", "other")],
         };
-        patch(&mut swept, &[r], &rules);
+        assert!(patch(&mut swept, &[r], &rules));
         assert_eq!(swept.len(), 1, "left the polled groups");
+        // The same record again: nothing changed.
+        let same = swept[0].clone();
+        let r = ec2::Refetched {
+            region: same.region.clone(),
+            namespace: None,
+            asked: [same.id.clone()].into_iter().collect(),
+            found: vec![same],
+        };
+        assert!(!patch(&mut swept, &[r], &rules));
+        assert_eq!(swept.len(), 1);
     }
 }

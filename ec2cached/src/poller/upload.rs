@@ -123,8 +123,21 @@ impl Publisher {
     ) -> Result<Uploaded, String> {
         self.swept_at = Some(std::time::Instant::now());
         let done = self.upload_and_record(snapshot, &signed).await;
-        if done.is_err() {
-            self.pending = Some(signed);
+        self.pending = done.is_err().then_some(signed);
+        done
+    }
+
+    /// Uploads a patch just published locally (`[events]`). One whose upload fails is not kept
+    /// (its messages stay in the queue and come back); one that lands supersedes a sweep whose
+    /// upload failed, which is then not retried.
+    pub async fn upload_patch(
+        &mut self,
+        snapshot: &Path,
+        signed: Vec<u8>,
+    ) -> Result<Uploaded, String> {
+        let done = self.upload_and_record(snapshot, &signed).await;
+        if done.is_ok() {
+            self.pending = None;
         }
         done
     }

@@ -64,7 +64,7 @@ pub fn report(cfg: &Config) -> Report {
         (None, None) => {}
     }
     installed(&mut r, cfg, &st, now);
-    ledger(&mut r, cfg.follow.is_some(), &st, now);
+    ledger(&mut r, cfg.follow.is_some(), cfg.events.is_some(), &st, now);
     r
 }
 
@@ -178,7 +178,7 @@ fn installed(r: &mut Report, cfg: &Config, st: &Status, now: u64) {
 }
 
 /// What the status ledger says of the last polls (or checks) and uploads.
-fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
+fn ledger(r: &mut Report, follower: bool, events: bool, st: &Status, now: u64) {
     if let Some(t) = st.last_attempt {
         let ok = st.consecutive_failures == 0;
         let outcome = match &st.follow_outcome {
@@ -200,7 +200,9 @@ fn ledger(r: &mut Report, follower: bool, st: &Status, now: u64) {
     if let (Some(o), Some(t)) = (&st.publish_outcome, st.published_at) {
         r.line("last upload", format!("{}: {o}", when(t, now)));
     }
-    events_line(r, st, now);
+    if events {
+        events_line(r, st, now);
+    }
     // For a day after the last replacement: a writer that has stopped is no longer news (the
     // count stays in the status file and the metric).
     if let (Some(k), Some(t)) = (
@@ -387,7 +389,7 @@ mod tests {
                 text: String::new(),
                 healthy: true,
             };
-            ledger(&mut r, false, &st, now);
+            ledger(&mut r, false, false, &st, now);
             r.text
         };
         assert!(text(1_000_060).contains("foreign object: replaced 3 time(s) an object signed by"));
