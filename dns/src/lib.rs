@@ -292,7 +292,7 @@ pub fn respond(zone: &Zone<'_>, query: &[u8], transport: Transport) -> Option<Ve
         return Some(encode(&resp, limit, transport));
     }
     answer(zone, q, &mut resp, limit);
-    Some(encode(&resp, limit, transport))
+    Some(encode(resp, limit, transport))
 }
 
 /// Fills `resp` (which already carries the question) for one question.
@@ -324,8 +324,8 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
     let ttl = h.interval_secs;
     resp.metadata.authoritative = true;
     let owner = q.name().clone();
-    let apex_name = apex(snap);
     if relative == 0 {
+        let apex_name = apex(snap);
         // The apex, `D`: the SOA answered under the query's spelling, like every answer. The
         // NS is the zone's own name (RFC 6303), which has no address: a priming resolver is
         // never sent to another host.
@@ -419,7 +419,10 @@ fn addresses(
     records: &mut Vec<Record>,
 ) -> Result<(), nss_ec2_snapshot::Corrupt> {
     let cap = limit / 16 + 1;
-    let mut seen: HashSet<[u8; 16]> = HashSet::new();
+    // Each address once: a list while the answer is small (a UDP answer holds at most 76), a
+    // set beyond.
+    let mut seen: Vec<[u8; 16]> = Vec::new();
+    let mut seen_set: HashSet<[u8; 16]> = HashSet::new();
     let mut visit = |m: nss_ec2_snapshot::InstanceRef<'_>, records: &mut Vec<Record>| {
         m.for_each_addr(family, |a| {
             if records.len() >= cap {
@@ -428,8 +431,13 @@ fn addresses(
             let mut key = [0u8; 16];
             let n = a.len().min(16);
             key[..n].copy_from_slice(&a[..n]);
-            if !seen.insert(key) {
+            if seen_set.contains(&key) || seen.contains(&key) {
                 return;
+            }
+            if seen.len() < 64 {
+                seen.push(key);
+            } else {
+                seen_set.insert(key);
             }
             let rdata = match family {
                 Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
@@ -747,7 +755,8 @@ pub fn soa_serial(snap: &Snapshot<'_>) -> u32 {
 /// The wire form within `limit`. Over UDP: whole if it fits, else the first answers that fit
 /// with TC set (the client asks again over TCP). Over TCP TC is never set (Go's resolver gives
 /// up on it, systemd-resolved retries for ever): the answers that fit in 65 535 bytes are sent.
-fn encode(resp: &Message, limit: usize, transport: Transport) -> Vec<u8> {
+fn encode(resp: impl std::borrow::Borrow<Message>, limit: usize, transport: Transport) -> Vec<u8> {
+    let resp = resp.borrow();
     if let Some(fast) = encode_addresses(resp, limit, transport) {
         return fast;
     }
@@ -810,18 +819,26 @@ fn encode_addresses(resp: &Message, limit: usize, transport: Transport) -> Optio
     {
         return None;
     }
-    let mut bare = resp.clone();
-    bare.answers.clear();
+    // The message without its answers (not a clone of them: they may be thousands).
+    let mut bare = Message::response(resp.metadata.id, resp.metadata.op_code);
+    bare.metadata = resp.metadata;
+    bare.add_queries(resp.queries.iter().cloned());
+    if let Some(e) = &resp.edns {
+        bare.set_edns(e.clone());
+    }
     let base = bare.to_vec().ok()?;
-    // The question: its name (the first in the message, so written whole), type and class.
-    let qlen = {
-        use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
-        let mut b = Vec::new();
-        q.emit(&mut BinEncoder::new(&mut b)).ok()?;
-        b.len()
+    // After the question comes only our OPT record (no options: 11 bytes, a root name then type
+    // 41) when the query had EDNS; the answers go between.
+    let qend = if resp.edns.is_some() {
+        let at = base.len().checked_sub(11)?;
+        if base.get(at..at + 3) != Some(&[0, 0, 41][..]) {
+            return None;
+        }
+        at
+    } else {
+        base.len()
     };
-    let qend = 12 + qlen;
-    if base.len() < qend {
+    if qend < 12 + 5 {
         return None;
     }
     let tail = base.len() - qend;
@@ -829,9 +846,16 @@ fn encode_addresses(resp: &Message, limit: usize, transport: Transport) -> Optio
     out.extend_from_slice(&base[..qend]);
     let mut n: u16 = 0;
     for r in &resp.answers {
-        let (rtype, rdata): (u16, Vec<u8>) = match &r.data {
-            RData::A(a) => (1, a.0.octets().to_vec()),
-            RData::AAAA(a) => (28, a.0.octets().to_vec()),
+        let (v4, v6);
+        let (rtype, rdata): (u16, &[u8]) = match &r.data {
+            RData::A(a) => {
+                v4 = a.0.octets();
+                (1, &v4)
+            }
+            RData::AAAA(a) => {
+                v6 = a.0.octets();
+                (28, &v6)
+            }
             _ => return None,
         };
         if out.len() + 12 + rdata.len() + tail > limit {
@@ -842,7 +866,7 @@ fn encode_addresses(resp: &Message, limit: usize, transport: Transport) -> Optio
         out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&r.ttl.to_be_bytes());
         out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-        out.extend_from_slice(&rdata);
+        out.extend_from_slice(rdata);
         n += 1;
     }
     out.extend_from_slice(&base[qend..]);

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 /// How often the stub looks whether a new snapshot was installed (the module's interval).
 pub const RECHECK: Duration = Duration::from_millis(100);
 /// Threads answering each UDP socket.
-pub const UDP_THREADS: usize = 4;
+pub const UDP_THREADS: usize = 2;
 /// TCP connections served at once; when all are taken, the one idle longest is closed.
 pub const MAX_TCP: usize = 64;
 /// TCP connections one client address may hold at once.
