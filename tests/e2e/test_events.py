@@ -242,6 +242,8 @@ def test_a_burst_of_500_events_makes_a_few_requests(fleet, queue, tmp_path, moto
             calls = sum(v for (action, _), v in proxy.calls.items() if action == "DescribeInstances") - before
             st = json.loads((host.dir / "hosts.snap.status").read_text())
             assert st["events_received"]["tag_change"] == 500, st
+            # The refetches' requests are counted in the API budget's total, as the sweep's are.
+            assert st["api_requests_total"] >= 1 + calls, (st["api_requests_total"], calls)
             print(f"\nevents: 500 events, {calls} DescribeInstances")
             # One a batch (a filter of the ids named), batches gathered for the debounce: far
             # fewer than the 50 receives of 10 messages that one a receive would make.

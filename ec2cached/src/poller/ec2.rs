@@ -447,6 +447,12 @@ impl Source {
         }
     }
 
+    /// HTTP requests sent through these clients since the last sweep began, retries included
+    /// (a patch's refetch takes the difference around it).
+    pub fn requests_sent(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
     /// HTTP requests of this sweep so far, retries included.
     fn requests(&self) -> u32 {
         u32::try_from(self.attempts.load(Ordering::Relaxed)).unwrap_or(u32::MAX)

@@ -208,11 +208,14 @@ pub async fn patch_cycle(
         ));
     };
     let mut not_polled = 0usize;
+    let sent_before = src.requests_sent();
     let refetched = if changes.is_empty() {
         Vec::new()
     } else {
         src.refetch(cfg, &changes, &mut not_polled).await?
     };
+    // The refetch's EC2 requests count as the sweeps' do (the API budget is one).
+    let requests = src.requests_sent().saturating_sub(sent_before);
     if not_polled > 0 {
         if last.said.insert("not_polled") {
             tracing::warn!(
@@ -286,6 +289,7 @@ pub async fn patch_cycle(
             *st.events_ignored.entry(k).or_default() += n;
         }
         st.events_last_at = Some(now);
+        st.api_requests_total = st.api_requests_total.saturating_add(requests);
         if applied > 0 {
             st.events_applied = st.events_applied.saturating_add(applied);
             st.events_lag_secs = oldest.map(|t| now.saturating_sub(t));
