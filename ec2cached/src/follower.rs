@@ -280,8 +280,7 @@ pub fn read_everything(snap: &Snapshot<'_>) -> Result<(), nss_ec2_snapshot::Corr
 /// What a check saw before deciding (S3 traffic, the snapshot installed when it began), for its
 /// record in the status file.
 struct Seen {
-    url: String,
-    counts: (u64, u64),
+    counts: s3::Counts,
     started: u64,
     installed: Option<nss_ec2_snapshot::Header>,
 }
@@ -291,9 +290,7 @@ impl Seen {
     fn record(self, cfg: &Config, v: &Verdict) {
         let (outcome, msg) = (v.outcome, &v.why);
         Status::update(&cfg.snapshot, |st| {
-            st.s3_url = Some(self.url);
-            st.s3_requests = st.s3_requests.saturating_add(self.counts.0);
-            st.s3_bytes = st.s3_bytes.saturating_add(self.counts.1);
+            self.counts.add_to(st);
             st.follow_outcome = Some(outcome.label().into());
             let n = st.follow_fetches.entry(outcome.label().into()).or_default();
             *n = n.saturating_add(1);
@@ -392,8 +389,7 @@ impl Follower {
     /// What a check saw before deciding, for its record.
     fn seen(&mut self, started: u64, installed: Option<nss_ec2_snapshot::Header>) -> Seen {
         Seen {
-            url: self.object.url.to_string(),
-            counts: self.object.take_counts(),
+            counts: self.object.counts(),
             started,
             installed,
         }

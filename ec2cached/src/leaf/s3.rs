@@ -92,6 +92,23 @@ pub struct Object {
     recorded: (u64, u64),
 }
 
+/// An object's requests and bytes since its last [`Object::counts`].
+#[derive(Debug)]
+pub struct Counts {
+    url: String,
+    requests: u64,
+    bytes: u64,
+}
+
+impl Counts {
+    /// Adds them to the ledger's counters.
+    pub fn add_to(self, st: &mut Status) {
+        st.s3_url = Some(self.url);
+        st.s3_requests = st.s3_requests.saturating_add(self.requests);
+        st.s3_bytes = st.s3_bytes.saturating_add(self.bytes);
+    }
+}
+
 /// What a conditional GET found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Got {
@@ -187,12 +204,15 @@ impl Object {
         delta
     }
 
-    /// Adds what this object sent and received since the last record to the ledger's counters.
-    pub fn record(&mut self, st: &mut Status) {
+    /// What this object sent and received since the last call, to add to the ledger later
+    /// (under its lock, off the runtime: [`Counts::add_to`]).
+    pub fn counts(&mut self) -> Counts {
         let (requests, bytes) = self.take_counts();
-        st.s3_url = Some(self.url.to_string());
-        st.s3_requests = st.s3_requests.saturating_add(requests);
-        st.s3_bytes = st.s3_bytes.saturating_add(bytes);
+        Counts {
+            url: self.url.to_string(),
+            requests,
+            bytes,
+        }
     }
 
     /// GET, conditional on `etag` when given; refuses to read a body larger than `max` bytes.

@@ -293,17 +293,14 @@ impl Publisher {
         let result = self.upload(signed).await;
         let high_water = self.high_water;
         let foreign = self.foreign_replaced.take();
-        let (requests, bytes) = self.object.take_counts();
-        let url = self.object.url.to_string();
+        let counts = self.object.counts();
         // S3 holds this sweep's names, or a later sweep's.
         let confirmed = Snapshot::parse(signed)
             .ok()
             .map(|s| s.header().generated_unix);
         let outcome = result.as_ref().map(|u| u.label()).map_err(String::clone);
         Status::update_off_runtime(snapshot, move |st| {
-            st.s3_url = Some(url);
-            st.s3_requests = st.s3_requests.saturating_add(requests);
-            st.s3_bytes = st.s3_bytes.saturating_add(bytes);
+            counts.add_to(st);
             if let Some(k) = foreign {
                 st.s3_foreign_replaced = st.s3_foreign_replaced.saturating_add(1);
                 st.s3_foreign_key = Some(k);
