@@ -561,7 +561,7 @@ def report(results, vers, started):
              f"--format unbound` and `--format hosts`, and served at once by the three servers, each "
              f"on its own loopback address:")
     w.append("")
-    w.append("- **ec2cached stub**: `ec2cached run` with `[dns] listen` (two threads on its UDP socket), "
+    w.append("- **ec2cached stub**: `ec2cached run` with `[dns] listen` (one thread on its UDP socket, 32 queries a system call), "
              "reading its own copy of the snapshot with the module's trust rules; its AWS endpoint is a closed port and its interval "
              "a day, so it only ever answers from that snapshot. Its memory includes the daemon's (AWS SDK, "
              "async runtime).")

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod export;
+mod fast;
 /// The DNS message crate, for callers' tests (one version across the workspace).
 pub use hickory_proto;
 #[doc(hidden)]
@@ -250,6 +251,16 @@ pub struct Zone<'a> {
 /// packet start a loop between two UDP services). Never panics, whatever the bytes (fuzz
 /// target `dns_query`).
 pub fn respond(zone: &Zone<'_>, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    match fast::respond(zone, query, transport) {
+        Some(answer) => Some(answer),
+        None => respond_general(zone, query, transport),
+    }
+}
+
+/// [`respond`] without its fast path ([`fast`]): every query through hickory-proto. The tests
+/// and the fuzz target check that both give the same answer.
+#[doc(hidden)]
+pub fn respond_general(zone: &Zone<'_>, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
     // Never answer a response: two servers would otherwise bounce packets forever.
     if query.len() < 12 || query[2] & 0x80 != 0 {
         return None;
@@ -406,9 +417,7 @@ fn answer(zone: &Zone<'_>, q: &Query, resp: &mut Message, limit: usize) {
 }
 
 /// The records of `found`'s addresses of `family`, no more than could fit in `limit` bytes
-/// (every A/AAAA record takes at least 16), each address once (RFC 2181 5: an RRset has no
-/// duplicates; two instances of two VPCs may share one). The work is bounded by the answer, not
-/// by the name: only members that have an address of the family are visited ([`Index`]).
+/// ([`for_each_address`]).
 fn addresses(
     found: nss_ec2_snapshot::Answer<'_>,
     index: &Index,
@@ -418,14 +427,37 @@ fn addresses(
     ttl: u32,
     records: &mut Vec<Record>,
 ) -> Result<(), nss_ec2_snapshot::Corrupt> {
+    for_each_address(found, index, family, limit, |a| {
+        let rdata = match family {
+            Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
+            Family::V6 => <[u8; 16]>::try_from(a).map(|b| RData::AAAA(AAAA(Ipv6Addr::from(b)))),
+        };
+        if let Ok(rdata) = rdata {
+            records.push(Record::from_rdata(owner.clone(), ttl, rdata));
+        }
+    })
+}
+
+/// Hands `f` the addresses of `family` of `found`, each once (RFC 2181 5: an RRset has no
+/// duplicates; two instances of two VPCs may share one), no more than could fit in `limit` bytes
+/// (every A/AAAA record takes at least 16). The work is bounded by the answer, not by the name:
+/// only members that have an address of the family are visited ([`Index`]).
+fn for_each_address(
+    found: nss_ec2_snapshot::Answer<'_>,
+    index: &Index,
+    family: Family,
+    limit: usize,
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), nss_ec2_snapshot::Corrupt> {
     let cap = limit / 16 + 1;
+    let mut given = 0usize;
     // Each address once: a list while the answer is small (a UDP answer holds at most 76), a
     // set beyond.
     let mut seen: Vec<[u8; 16]> = Vec::new();
     let mut seen_set: HashSet<[u8; 16]> = HashSet::new();
-    let mut visit = |m: nss_ec2_snapshot::InstanceRef<'_>, records: &mut Vec<Record>| {
+    let mut visit = |m: nss_ec2_snapshot::InstanceRef<'_>, given: &mut usize| {
         m.for_each_addr(family, |a| {
-            if records.len() >= cap {
+            if *given >= cap {
                 return;
             }
             let mut key = [0u8; 16];
@@ -439,32 +471,27 @@ fn addresses(
             } else {
                 seen_set.insert(key);
             }
-            let rdata = match family {
-                Family::V4 => <[u8; 4]>::try_from(a).map(|b| RData::A(A(Ipv4Addr::from(b)))),
-                Family::V6 => <[u8; 16]>::try_from(a).map(|b| RData::AAAA(AAAA(Ipv6Addr::from(b)))),
-            };
-            if let Ok(rdata) = rdata {
-                records.push(Record::from_rdata(owner.clone(), ttl, rdata));
-            }
+            *given += 1;
+            f(a);
         });
     };
     match index.holders(found.index(), family) {
         Holders::None => {}
         Holders::All => {
             for m in found.members() {
-                if records.len() >= cap {
+                if given >= cap {
                     break;
                 }
-                visit(m?, records);
+                visit(m?, &mut given);
             }
         }
         Holders::These(list) => {
             for &k in list {
-                if records.len() >= cap {
+                if given >= cap {
                     break;
                 }
                 if let Some(m) = found.member(k as usize) {
-                    visit(m?, records);
+                    visit(m?, &mut given);
                 }
             }
         }

@@ -70,6 +70,41 @@ pub fn fixture() -> Vec<u8> {
     encode(&t)
 }
 
+/// A snapshot of domain `prod.internal` (two labels): `i-1`, `i-2` and the group `web`, an
+/// empty non-terminal `db` above `ro.db`.
+pub fn fixture_multi_label() -> Vec<u8> {
+    let mut t = Table::default();
+    for (k, n) in ["i-1", "i-2"].iter().enumerate() {
+        t.names.push(nss_ec2_snapshot::Name {
+            name: format!("{n}.prod.internal"),
+            kind: Kind::Instance,
+            members: vec![k as u32],
+        });
+        t.instances.push(Instance {
+            name: k as u32,
+            v4: Some([10, 9, 0, k as u8 + 1]),
+            ..Default::default()
+        });
+    }
+    for (n, kind) in [
+        ("web.prod.internal", Kind::Group),
+        ("ro.db.prod.internal", Kind::Service),
+    ] {
+        t.names.push(nss_ec2_snapshot::Name {
+            name: n.into(),
+            kind,
+            members: vec![0, 1],
+        });
+    }
+    t.encode(&nss_ec2_snapshot::Meta {
+        domain: "prod.internal".into(),
+        generated_unix: GEN,
+        interval_secs: 30,
+        max_age_secs: 0,
+    })
+    .unwrap()
+}
+
 /// `t` as a snapshot of domain `ec2`, generation [`GEN`], interval 30 s.
 pub fn encode(t: &Table) -> Vec<u8> {
     t.encode(&Meta {
@@ -81,8 +116,9 @@ pub fn encode(t: &Table) -> Vec<u8> {
     .expect("a test table encodes")
 }
 
-/// One fuzz input: the query path on the fixture (first byte even: UDP, odd: TCP), or, with no
-/// snapshot installed, the same bytes; checks what must hold for any input: no panic, an answer
+/// One fuzz input: the query path on the fixture (first byte even: UDP, odd: TCP; bit 1 set: no
+/// snapshot installed; bit 2 set: [`fixture_multi_label`] instead); checks what must hold for any input: no panic, the fast
+/// path's answer (when it gives one) the general path's, an answer
 /// that parses, never larger than the transport allows, a UDP answer to a query without EDNS at
 /// most 512 bytes, no bytes beyond the records the header counts, and an answer to a response
 /// never.
@@ -93,19 +129,34 @@ pub fn fuzz_one(data: &[u8]) {
     static BYTES: LazyLock<Vec<u8>> = LazyLock::new(fixture);
     static INDEX: LazyLock<Index> =
         LazyLock::new(|| Index::build(&Snapshot::parse(&BYTES).expect("the fixture parses")));
-    let snap = Snapshot::parse(&BYTES).expect("the fixture parses");
-    let index = &*INDEX;
-    let served = (mode & 2 == 0).then_some((&snap, index));
-    let zone = Zone {
-        domain: "ec2",
-        served,
+    static CORP: LazyLock<Vec<u8>> = LazyLock::new(fixture_multi_label);
+    static CORP_INDEX: LazyLock<Index> =
+        LazyLock::new(|| Index::build(&Snapshot::parse(&CORP).expect("the fixture parses")));
+    // Bit 2 of the first byte: the domain of two labels.
+    let (bytes, index, domain) = if mode & 4 == 0 {
+        (&*BYTES, &*INDEX, "ec2")
+    } else {
+        (&*CORP, &*CORP_INDEX, "prod.internal")
     };
+    let snap = Snapshot::parse(bytes).expect("the fixture parses");
+    let served = (mode & 2 == 0).then_some((&snap, index));
+    let zone = Zone { domain, served };
     let transport = if mode & 1 == 0 {
         Transport::Udp
     } else {
         Transport::Tcp
     };
-    let Some(out) = respond(&zone, query, transport) else {
+    let out = respond(&zone, query, transport);
+    // The fast path is a shortcut, never other rules: when it answers, the general path gives
+    // the same bytes.
+    if let Some(fast) = crate::fast::respond(&zone, query, transport) {
+        assert_eq!(
+            Some(&fast),
+            crate::respond_general(&zone, query, transport).as_ref(),
+            "the fast path differs from the general one"
+        );
+    }
+    let Some(out) = out else {
         return;
     };
     assert!(

@@ -242,6 +242,7 @@ pub async fn run(cfg: Config, ready: impl FnMut()) -> Result<(), String> {
             } = &mut role
             {
                 last.queue = Some(queue.clone());
+                last.requeue = Some(events_tx.clone());
             }
             tokio::spawn(crate::poller::listen(
                 queue,
@@ -291,8 +292,8 @@ pub struct Pace {
 pub enum Work {
     /// Sweep EC2 (a follower: check S3).
     Sweep,
-    /// Read again the instances a batch of events names, and publish.
-    Patch(Vec<crate::poller::queue::Message>),
+    /// Read again the instances a batch of events (or a recheck) names, and publish.
+    Patch(crate::poller::Delivery),
 }
 
 /// The daemon's loop, apart from the world it acts on (so that tests drive it with paused
@@ -334,7 +335,7 @@ pub async fn run_loop_with_events(
     mut usable: impl FnMut() -> bool,
     mut ready: impl FnMut(),
     wake: &mut tokio::sync::mpsc::Receiver<()>,
-    events: &mut tokio::sync::mpsc::Receiver<Vec<crate::poller::queue::Message>>,
+    events: &mut tokio::sync::mpsc::Receiver<crate::poller::Delivery>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);

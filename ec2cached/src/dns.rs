@@ -9,7 +9,9 @@
 //! from [`nss_ec2_dns::respond`].
 //!
 //! It runs on its own threads, not on the poller's runtime: a long sweep never delays an answer.
-//! [`UDP_THREADS`] threads per UDP socket (a flood from one client does not starve the others);
+//! [`UDP_THREADS`] thread per UDP socket, taking queries [`BATCH`] at a time, each client a share
+//! of a batch when several wait and more than it answers ([`SHARE`]: a flood from one client
+//! does not starve the others);
 //! TCP connections one thread each, at most [`MAX_TCP`] at once and [`MAX_TCP_PER_SOURCE`] per
 //! client address; when all are taken, the connection idle longest is closed for a new one
 //! (RFC 7766 6.2.3). A connection is closed after [`TCP_IDLE`] without a query and after
@@ -26,13 +28,15 @@ use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often the stub looks whether a new snapshot was installed (the module's interval).
 pub const RECHECK: Duration = Duration::from_millis(100);
-/// Threads answering each UDP socket.
-pub const UDP_THREADS: usize = 2;
+/// Threads answering each UDP socket: one, taking [`BATCH`] queries a system call (two
+/// threads on one socket cost more CPU a query than one: they wake each other).
+pub const UDP_THREADS: usize = 1;
 /// TCP connections served at once; when all are taken, the one idle longest is closed.
 pub const MAX_TCP: usize = 64;
 /// TCP connections one client address may hold at once.
@@ -284,12 +288,22 @@ struct State {
     loaded: Option<Arc<Loaded>>,
 }
 
+/// A thread's own handle on the loaded snapshot: it takes the lock only when the loader has
+/// changed it since (one atomic read per batch of queries otherwise).
+#[derive(Default)]
+struct Held {
+    generation: u64,
+    loaded: Option<Arc<Loaded>>,
+}
+
 /// The installed snapshot as the stub sees it. A loader thread looks at the file every
 /// [`RECHECK`] ([`Current::refresh`]); queries only take the loaded one, never wait for a load.
 pub struct Current {
     path: PathBuf,
     domain: String,
     state: Mutex<State>,
+    /// Counts the changes of `state.loaded` (from 1), for [`Held`].
+    generation: AtomicU64,
 }
 
 impl Current {
@@ -302,6 +316,7 @@ impl Current {
                 ident: None,
                 loaded: None,
             }),
+            generation: AtomicU64::new(1),
         }
     }
 
@@ -327,26 +342,45 @@ impl Current {
         };
         let mut st = self.lock();
         (st.ident, st.loaded) = update;
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
-    fn get(&self) -> Option<Arc<Loaded>> {
-        self.lock().loaded.clone()
+    /// The loaded snapshot, through `held`: the lock is taken only when it changed.
+    fn get<'h>(&self, held: &'h mut Held) -> Option<&'h Loaded> {
+        let now = self.generation.load(Ordering::Acquire);
+        if held.generation != now {
+            // Read under the lock: a refresh after it bumps the generation again.
+            let st = self.lock();
+            held.loaded = st.loaded.clone();
+            held.generation = self.generation.load(Ordering::Acquire);
+        }
+        held.loaded.as_deref()
     }
 
-    /// The answer to one query (see [`nss_ec2_dns::respond`]); a snapshot past its `max_age`
-    /// serves as none (SERVFAIL), as the module answers UNAVAIL.
+    /// The answer to one query (see [`nss_ec2_dns::respond`]).
     pub fn answer(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        let loaded = self.get();
-        let snap = loaded.as_ref().and_then(|l| {
-            let s = Snapshot::parse(&l.bytes).ok()?;
-            (!s.header().expired_at(crate::leaf::clock::now())).then_some(s)
-        });
+        let mut held = Held::default();
+        let loaded = self.get(&mut held);
+        self.answer_from(&self.serving(loaded), query, transport)
+    }
+
+    /// What queries are answered from, read once for a batch of them: a snapshot past its
+    /// `max_age` serves as none (SERVFAIL), as the module answers UNAVAIL.
+    fn serving<'l>(&self, loaded: Option<&'l Loaded>) -> Option<(Snapshot<'l>, &'l Index)> {
+        let l = loaded?;
+        let s = Snapshot::parse(&l.bytes).ok()?;
+        (!s.header().expired_at(crate::leaf::clock::now())).then_some((s, &l.index))
+    }
+
+    fn answer_from(
+        &self,
+        serving: &Option<(Snapshot<'_>, &Index)>,
+        query: &[u8],
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
         let zone = Zone {
             domain: &self.domain,
-            served: snap
-                .as_ref()
-                .zip(loaded.as_ref())
-                .map(|(s, l)| (s, &l.index)),
+            served: serving.as_ref().map(|(s, i)| (s, *i)),
         };
         // A bug must not take the stub down: the query goes unanswered, the thread lives on.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -407,31 +441,115 @@ pub fn start(cfg: &Config, sockets: Sockets) -> Result<(), String> {
     Ok(())
 }
 
+/// Queries received, and answers sent, with one system call each (under load most calls carry
+/// several: the cost of a query is mostly the kernel's).
+const BATCH: usize = 32;
+/// The largest UDP query answered: a longer datagram arrives cut short and is dropped (a query
+/// is one question and an OPT record; EDNS padding makes it at most some hundred bytes).
+const QUERY_MAX: usize = 4096;
+/// When a full [`BATCH`] was waiting (more queries than the thread answers) from more than one
+/// client (address and port), each gets at most this many of it answered; the rest of a
+/// flooder's queries are dropped before any work, so the thread's time goes to the others too.
+/// One client alone is never cut (dnsperf, a forwarder with one query port), and a resolver asks
+/// from a new port each query.
+const SHARE: usize = BATCH / 2;
+
 fn serve_udp(sock: &UdpSocket, current: &Current, allow: &[Net]) {
-    let mut buf = vec![0u8; 65_535];
+    use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let mut bufs = vec![[0u8; QUERY_MAX]; BATCH];
+    let mut into = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut out = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+    let mut got: Vec<(usize, Option<SockaddrStorage>)> = Vec::with_capacity(BATCH);
+    let mut answers: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    let mut to: Vec<Option<SockaddrStorage>> = Vec::with_capacity(BATCH);
+    let mut shares: Vec<(std::net::SocketAddr, usize)> = Vec::with_capacity(BATCH);
+    let mut held = Held::default();
     let mut warned = false;
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                if !warned {
-                    tracing::warn!("dns: udp receive: {e}");
-                    warned = true;
+        got.clear();
+        {
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            // Waits for one datagram, then takes those already queued behind it.
+            match recvmmsg(
+                fd,
+                &mut into,
+                iovs.iter_mut(),
+                MsgFlags::MSG_WAITFORONE,
+                None,
+            ) {
+                Ok(rs) => got.extend(rs.map(|r| {
+                    let whole = !r.flags.contains(MsgFlags::MSG_TRUNC);
+                    (if whole { r.bytes } else { 0 }, r.address)
+                })),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!("dns: udp receive: {e}");
+                        warned = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let serving = current.serving(current.get(&mut held));
+        answers.clear();
+        to.clear();
+        shares.clear();
+        let crowded = got.len() == BATCH
+            && got.iter().any(|(_, a)| {
+                a.as_ref().and_then(socket_addr) != got[0].1.as_ref().and_then(socket_addr)
+            });
+        for (buf, &(n, addr)) in bufs.iter().zip(&got) {
+            let Some(peer) = addr.as_ref().and_then(socket_addr) else {
+                continue;
+            };
+            // Never answer a port whose service answers anything: a spoofed query from it would
+            // start an endless exchange; nor anyone outside loopback and `[dns] allow`.
+            if n == 0 || DROPPED_PORTS.contains(&peer.port()) || !allowed(allow, peer.ip()) {
                 continue;
             }
-        };
-        // Never answer a port whose service answers anything: a spoofed query from it would
-        // start an endless exchange; nor anyone outside loopback and `[dns] allow`.
-        if DROPPED_PORTS.contains(&peer.port()) || !allowed(allow, peer.ip()) {
-            continue;
+            if crowded {
+                match shares.iter_mut().find(|(p, _)| *p == peer) {
+                    Some((_, k)) if *k >= SHARE => continue,
+                    Some((_, k)) => *k += 1,
+                    None => shares.push((peer, 1)),
+                }
+            }
+            if let Some(resp) = current.answer_from(&serving, &buf[..n], Transport::Udp) {
+                answers.push(resp);
+                to.push(addr);
+            }
         }
-        if let Some(resp) = current.answer(&buf[..n], Transport::Udp) {
-            let _ = sock.send_to(&resp, peer);
+        // A datagram that cannot be sent (the client's buffer full, no route) is dropped, as
+        // one sendto would drop it; the rest are sent.
+        let mut sent = 0;
+        while sent < answers.len() {
+            let iovs: Vec<[IoSlice<'_>; 1]> =
+                answers[sent..].iter().map(|a| [IoSlice::new(a)]).collect();
+            let n = match sendmmsg(fd, &mut out, &iovs, &to[sent..], [], MsgFlags::empty()) {
+                Ok(rs) => rs.count().max(1),
+                // Nothing sent: the same again.
+                Err(nix::errno::Errno::EINTR) => 0,
+                // The first could not be sent: it is dropped, the rest go on.
+                Err(_) => 1,
+            };
+            sent += n.min(answers.len() - sent);
         }
     }
+}
+
+/// A datagram's source as a socket address (IPv4 or IPv6; nothing else is served).
+fn socket_addr(a: &nix::sys::socket::SockaddrStorage) -> Option<std::net::SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(std::net::SocketAddrV4::from(*v4).into());
+    }
+    a.as_sockaddr_in6()
+        .map(|v6| std::net::SocketAddrV6::from(*v6).into())
 }
 
 /// The open TCP connections: their client, a handle to close them, and since when each has
@@ -826,14 +944,86 @@ mod tests {
     /// The stub as the daemon runs it, on sockets of port 0 in this process: a query over UDP
     /// and over TCP (length-prefixed, two pipelined on one connection) answered from the
     /// installed snapshot, and a new install picked up by the loader thread.
-    #[test]
-    fn the_running_stub_answers_over_udp_and_tcp_on_port_0() {
-        use std::io::{Read, Write};
+    /// A config whose snapshot (in a temporary directory, kept alive by the first value) is
+    /// [`tiny`]'s: `i-1.ec2` is 10.0.0.1.
+    fn served_tiny() -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap();
         let snap = dir.path().join("hosts.snap");
         let now = crate::leaf::clock::now();
         crate::leaf::files::write_atomic(&snap, &tiny("ec2", now, 1)).unwrap();
         let cfg = Config::parse(Path::new("/etc/x.toml"), &format!("snapshot = {snap:?}")).unwrap();
+        (dir, cfg)
+    }
+
+    /// `i-1.ec2 A` with this ID, on the wire.
+    fn query(id: u16) -> Vec<u8> {
+        let mut q = Message::query();
+        q.metadata.id = id;
+        q.add_query(Query::query(
+            Name::from_ascii("i-1.ec2.").unwrap(),
+            RecordType::A,
+        ));
+        q.to_vec().unwrap()
+    }
+
+    /// Issue 23 item 1, with one thread: when more queries wait than it answers, a client gets
+    /// a share of each batch and the rest of its queries are dropped: a flood queued ahead of
+    /// other clients' queries does not keep them waiting or fill the socket's buffer.
+    #[test]
+    fn a_flooding_client_gets_a_share_and_the_others_their_answers() {
+        let (_dir, cfg) = served_tiny();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let at = udp.local_addr().unwrap();
+        let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let others: Vec<UdpSocket> = (0..4)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        // Queued before the stub reads: 120 from one client, one of each other client's among them.
+        for k in 0..120u16 {
+            flood.send_to(&query(k), at).unwrap();
+            if k % 30 == 15 {
+                let o = &others[usize::from(k / 30)];
+                o.send_to(&query(1000 + k), at).unwrap();
+            }
+        }
+        start(
+            &cfg,
+            Sockets {
+                udp: vec![udp],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // Everything a socket gets: the first within `wait`, the rest already there.
+        let answers = |s: &UdpSocket, wait: Duration| {
+            s.set_read_timeout(Some(wait)).unwrap();
+            let mut buf = [0u8; 512];
+            let mut ids = Vec::new();
+            while let Ok(n) = s.recv(&mut buf) {
+                ids.push(read_answer(&buf[..n]).0);
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+            }
+            ids
+        };
+        for (k, o) in others.iter().enumerate() {
+            assert_eq!(
+                answers(o, Duration::from_secs(5)),
+                vec![1015 + 30 * k as u16]
+            );
+        }
+        let flooded = answers(&flood, Duration::from_millis(500)).len();
+        assert!(
+            (SHARE..120).contains(&flooded),
+            "the flooding client got {flooded} of its 120 answered"
+        );
+    }
+
+    #[test]
+    fn the_running_stub_answers_over_udp_and_tcp_on_port_0() {
+        use std::io::{Read, Write};
+        let (_dir, cfg) = served_tiny();
+        let (snap, now) = (cfg.snapshot.clone(), crate::leaf::clock::now());
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let (udp_at, tcp_at) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
@@ -844,15 +1034,6 @@ mod tests {
         };
         start(&cfg, sockets).unwrap();
 
-        let query = |id: u16| {
-            let mut q = Message::query();
-            q.metadata.id = id;
-            q.add_query(Query::query(
-                Name::from_ascii("i-1.ec2.").unwrap(),
-                RecordType::A,
-            ));
-            q.to_vec().unwrap()
-        };
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))

@@ -66,7 +66,7 @@ def big(tmp_path_factory):
 def test_a_flood_of_the_worst_query_does_not_starve_other_clients(big):
     """Item 1: AAAA of a big group of an IPv4-only fleet walked every member (3.7 ms a query at
     100 000), and one local process flooding it made 19 of 20 ordinary queries time out. Now
-    its work is bounded by its (empty) answer and several threads answer: every ordinary query
+    its work is bounded by its (empty) answer and a flooding client gets a share: every ordinary query
     is answered while the flood goes on."""
     stop = threading.Event()
     sent = [0]

@@ -82,6 +82,9 @@ pub struct Status {
     pub events_publish_ms: Option<u64>,
     /// `[events]`: the queue's last error (cleared by the next good receive), and when.
     pub events_error: Option<String>,
+    /// `[events]`: why the last batch was not applied (reading the instances again, the
+    /// publish, the upload or the delete), and when; cleared by the next batch applied.
+    pub events_apply_error: Option<String>,
 }
 
 /// Path of the status file of a snapshot.

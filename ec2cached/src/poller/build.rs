@@ -187,6 +187,8 @@ fn succeeded(status: &mut Status, at: u64, p: &Published, elapsed: std::time::Du
     status.ready = p.stats.ready;
     status.names = p.stats.names;
     status.problems = p.problems.clone();
+    // A sweep carries whatever a batch of events that failed carried.
+    status.events_apply_error = None;
 }
 
 #[cfg(test)]

@@ -90,7 +90,17 @@ pub struct Source {
     bytes: Arc<AtomicU64>,
     /// The endpoint of the last request signed, for messages.
     endpoint: Arc<Mutex<String>>,
+    /// With `[events]` and the host's own credentials: asks STS once whose they are, so that
+    /// events are routed to the host's account before a sweep has found an instance in it.
+    sts: Option<aws_sdk_sts::Client>,
+    /// After an STS failure: not before then.
+    sts_next: Mutex<Option<std::time::Instant>>,
 }
+
+/// The longest the host's account is waited for at an event (the batch waits meanwhile).
+const STS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// After STS failed, when it is asked again.
+const STS_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One account in one region.
 #[derive(Debug)]
@@ -219,11 +229,24 @@ impl Source {
                 });
             }
         }
+        let sts =
+            (cfg.events.is_some() && targets.iter().any(|t| t.account_id.is_none())).then(|| {
+                let mut conf =
+                    aws_sdk_sts::config::Builder::from(&base).retry_config(RetryConfig::disabled());
+                if base.region().is_none() {
+                    if let Some(t) = targets.first() {
+                        conf = conf.region(aws_sdk_sts::config::Region::new(t.region.clone()));
+                    }
+                }
+                aws_sdk_sts::Client::from_conf(conf.build())
+            });
         Ok(Source {
             targets,
             attempts,
             bytes,
             endpoint,
+            sts,
+            sts_next: Mutex::new(None),
         })
     }
 
@@ -327,6 +350,7 @@ impl Source {
         changes: &[super::events::Change],
         ignored: &mut usize,
     ) -> Result<Vec<Refetched>, Failed> {
+        self.learn_host_account().await;
         let roles: std::collections::HashSet<&str> = self
             .targets
             .iter()
@@ -430,6 +454,59 @@ impl Source {
         }
         *ignored += taken.iter().filter(|t| !**t).count();
         Ok(out)
+    }
+
+    /// The host's own account, from STS (`GetCallerIdentity`, any credentials may call it), for
+    /// the targets without a role, when no sweep has found it yet: until then an event of an
+    /// account that is neither a role's nor known is not the host's for sure. One attempt of at
+    /// most [`STS_TIMEOUT`]; after a failure, not again for [`STS_RETRY`] (said once in the log;
+    /// events go on being routed by the accounts the sweeps found).
+    async fn learn_host_account(&self) {
+        let unknown = |t: &Target| {
+            t.account_id.is_none() && t.seen_account.lock().map(|s| s.is_none()).unwrap_or(false)
+        };
+        let Some(sts) = self
+            .sts
+            .as_ref()
+            .filter(|_| self.targets.iter().any(unknown))
+        else {
+            return;
+        };
+        let due = self
+            .sts_next
+            .lock()
+            .map(|n| n.is_none_or(|at| std::time::Instant::now() >= at));
+        if !due.unwrap_or(false) {
+            return;
+        }
+        let asked = tokio::time::timeout(STS_TIMEOUT, sts.get_caller_identity().send()).await;
+        match asked {
+            Ok(Ok(who)) => {
+                if let Some(account) = who.account() {
+                    for t in self.targets.iter().filter(|t| unknown(t)) {
+                        if let Ok(mut seen) = t.seen_account.lock() {
+                            *seen = Some(account.to_string());
+                        }
+                    }
+                }
+            }
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => crate::leaf::aws::root_cause(&e),
+                    _ => format!("no answer within {} s", STS_TIMEOUT.as_secs()),
+                };
+                if let Ok(mut next) = self.sts_next.lock() {
+                    if next.is_none() {
+                        tracing::warn!(
+                            "events: STS GetCallerIdentity: {why}; the host's account is known \
+                             when a sweep finds an instance (asked again every {} min)",
+                            STS_RETRY.as_secs() / 60
+                        );
+                    }
+                    *next = Some(std::time::Instant::now() + STS_RETRY);
+                }
+            }
+        }
     }
 
     /// A failed request, for the log and the status file: its reason, one line naming where,

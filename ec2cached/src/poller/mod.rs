@@ -109,7 +109,33 @@ pub struct Last {
     pub swept_at: u64,
     /// Ignored reasons already said in the log (each is said once, then counted).
     pub said: std::collections::BTreeSet<&'static str>,
+    /// Where rechecks are sent ([`RECHECKS`]): the channel the queue's batches come through.
+    pub requeue: Option<tokio::sync::mpsc::Sender<Delivery>>,
+    /// The instances (region, id) waiting to be read again: each once at a time.
+    pub rechecking: std::collections::HashSet<(String, String)>,
 }
+
+/// What the loop hands [`patch_cycle`]: a batch from the queue, or instances to read again.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Messages received from the queue (deleted once applied).
+    Messages(Vec<queue::Message>),
+    /// Instances whose state-change event came before their tags (or while pending), read
+    /// again the n-th time ([`RECHECKS`]).
+    Recheck(Vec<events::Change>, usize),
+}
+
+/// When an instance named by a state-change event is pending or running, it is read again this
+/// long after its event's batch, then after each of the next: 5, 20 and 60 s after (its tags may
+/// be set by a script or a tool just after launch, and not every rule delivers their Tag Change
+/// event).
+pub const RECHECKS: [Duration; 3] = [
+    Duration::from_secs(5),
+    Duration::from_secs(15),
+    Duration::from_secs(40),
+];
+/// The most instances waiting to be read again; beyond, the next sweep brings them.
+pub const MAX_RECHECKS: usize = 10_000;
 
 /// The queue's side of `[events]`, on a task of its own: long polls (20 s), gathers a burst for
 /// `debounce` after its first message, and hands the batch over (one at a time: the next waits
@@ -119,7 +145,7 @@ pub async fn listen(
     q: queue::Queue,
     debounce: Duration,
     snapshot: std::path::PathBuf,
-    tx: tokio::sync::mpsc::Sender<Vec<queue::Message>>,
+    tx: tokio::sync::mpsc::Sender<Delivery>,
 ) {
     // Failing until the first good receive clears what an earlier run left in the status file.
     let mut failing = true;
@@ -159,10 +185,61 @@ pub async fn listen(
                 Err(_) => break,
             }
         }
-        if tx.send(batch).await.is_err() {
+        if tx.send(Delivery::Messages(batch)).await.is_err() {
             return;
         }
     }
+}
+
+/// Sends the instances that `changes`' state-change events (or a recheck) named and that EC2
+/// says are pending or running to be read again after the next of [`RECHECKS`]: each instance
+/// once at a time, at most [`MAX_RECHECKS`] waiting.
+fn recheck(
+    last: &mut Last,
+    changes: &[events::Change],
+    refetched: &[ec2::Refetched],
+    round: usize,
+) {
+    let (Some(tx), Some(&after)) = (last.requeue.as_ref(), RECHECKS.get(round)) else {
+        return;
+    };
+    let live: std::collections::HashSet<(&str, &str)> = refetched
+        .iter()
+        .flat_map(|r| r.found.iter())
+        .filter(|i| i.state == "pending" || i.state == "running")
+        .map(|i| (i.region.as_str(), i.id.as_str()))
+        .collect();
+    let mut again: Vec<events::Change> = Vec::new();
+    for c in changes
+        .iter()
+        .filter(|c| round > 0 || c.kind == events::Kind::StateChange)
+    {
+        let mut instances = Vec::new();
+        for id in &c.instances {
+            let key = (c.region.clone(), id.clone());
+            if live.contains(&(c.region.as_str(), id.as_str()))
+                && last.rechecking.len() < MAX_RECHECKS
+                && last.rechecking.insert(key)
+            {
+                instances.push(id.clone());
+            }
+        }
+        if !instances.is_empty() {
+            again.push(events::Change {
+                instances,
+                interfaces: Vec::new(),
+                ..c.clone()
+            });
+        }
+    }
+    if again.is_empty() {
+        return;
+    }
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = tx.send(Delivery::Recheck(again, round + 1)).await;
+    });
 }
 
 /// A batch of events applied: each message read ([`events::parse`]), the instances named read
@@ -176,13 +253,54 @@ pub async fn patch_cycle(
     source: &mut Option<ec2::Source>,
     publisher: Option<&mut Publisher>,
     last: &mut Last,
-    batch: &[queue::Message],
+    delivery: &Delivery,
+) -> Result<(), Failed> {
+    if !last.swept {
+        // Not a failure: the messages wait in the queue for the first sweep.
+        return Err(Failed::new(
+            crate::leaf::outcome::Reason::Unreachable,
+            "events before the first sweep: left in the queue",
+        ));
+    }
+    let r = patch_delivery(cfg, source, publisher, last, delivery).await;
+    // Said in the status file until a batch is applied again or a sweep succeeds: the changes
+    // it carried wait for them (its messages come back after the visibility timeout).
+    let error = r
+        .as_ref()
+        .err()
+        .map(|e| format!("{} {e}", crate::leaf::clock::utc(crate::leaf::clock::now())));
+    crate::leaf::ledger::Status::update_off_runtime(&cfg.snapshot, move |st| {
+        st.events_apply_error = error
+    })
+    .await;
+    r
+}
+
+async fn patch_delivery(
+    cfg: &Config,
+    source: &mut Option<ec2::Source>,
+    publisher: Option<&mut Publisher>,
+    last: &mut Last,
+    delivery: &Delivery,
 ) -> Result<(), Failed> {
     let arrived = std::time::Instant::now();
     let now = crate::leaf::clock::now();
     let mut changes = Vec::new();
     let mut received: std::collections::BTreeMap<String, u64> = Default::default();
     let mut ignored: std::collections::BTreeMap<String, u64> = Default::default();
+    let (batch, round) = match delivery {
+        Delivery::Messages(b) => (b.as_slice(), 0),
+        Delivery::Recheck(c, round) => {
+            // Read now: from here on, as any other instance (whatever this read's fate).
+            for c in c {
+                for id in &c.instances {
+                    last.rechecking.remove(&(c.region.clone(), id.clone()));
+                }
+            }
+            changes.extend(c.iter().cloned());
+            (&[][..], *round)
+        }
+    };
     for m in batch {
         match events::parse(&m.body) {
             Ok(c) => {
@@ -225,7 +343,12 @@ pub async fn patch_cycle(
         }
         *ignored.entry("not_polled".into()).or_default() += not_polled as u64;
     }
-    let applied = changes.len().saturating_sub(not_polled) as u64;
+    let applied = if batch.is_empty() {
+        0
+    } else {
+        changes.len().saturating_sub(not_polled) as u64
+    };
+    recheck(last, &changes, &refetched, round);
     let mut instances = last.instances.clone();
     // Nothing this poller publishes changed (an instance outside the polled groups, a tag it
     // does not read: the same instance record): no publish, and the generation stays.
@@ -280,6 +403,7 @@ pub async fn patch_cycle(
         );
     }
     let oldest = changes.iter().filter_map(|c| c.time).min();
+    let received_any = !batch.is_empty();
     let publish_ms = arrived.elapsed().as_millis() as u64;
     crate::leaf::ledger::Status::update_off_runtime(&cfg.snapshot, move |st| {
         for (k, n) in received {
@@ -288,7 +412,9 @@ pub async fn patch_cycle(
         for (k, n) in ignored {
             *st.events_ignored.entry(k).or_default() += n;
         }
-        st.events_last_at = Some(now);
+        if received_any {
+            st.events_last_at = Some(now);
+        }
         st.api_requests_total = st.api_requests_total.saturating_add(requests);
         if applied > 0 {
             st.events_applied = st.events_applied.saturating_add(applied);

@@ -5,7 +5,8 @@
 use crate::config::events::Events;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 
 /// One message: its receipt (to delete it) and its body (an EventBridge event).
 #[derive(Clone, Debug)]
@@ -66,7 +67,7 @@ impl Queue {
             .max_number_of_messages(10)
             .send()
             .await
-            .map_err(|e| format!("SQS ReceiveMessage on {}: {}", self.url, one_line(&e)))?;
+            .map_err(|e| describe("ReceiveMessage", &self.url, &e))?;
         Ok(out
             .messages()
             .iter()
@@ -101,7 +102,7 @@ impl Queue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| format!("SQS DeleteMessageBatch on {}: {}", self.url, one_line(&e)))?;
+                .map_err(|e| describe("DeleteMessageBatch", &self.url, &e))?;
             if let Some(f) = out.failed().first() {
                 return Err(format!(
                     "SQS DeleteMessageBatch on {}: {} of {} not deleted ({})",
@@ -116,6 +117,31 @@ impl Queue {
     }
 }
 
-fn one_line(e: &dyn std::error::Error) -> String {
-    crate::leaf::aws::one_line(&DisplayErrorContext(e).to_string())
+/// One line for an SQS error, cause first, then which request: never the SDK's Debug dump.
+fn describe<E>(op: &str, url: &str, e: &SdkError<E, HttpResponse>) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    use crate::leaf::aws::{cap, describe_credentials, find_source, one_line, root_cause};
+    use aws_credential_types::provider::error::CredentialsError;
+    let what = match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
+            match (err.code().map(|c| cap(&one_line(c))), msg.is_empty()) {
+                (Some(code), false) => format!("SQS refused: {code}: {msg}"),
+                (Some(code), true) => format!("SQS refused: {code}"),
+                (None, _) => format!("SQS answered HTTP {}", s.raw().status().as_u16()),
+            }
+        }
+        SdkError::TimeoutError(_) => "timeout: no answer from SQS (with retries)".to_string(),
+        other => match find_source::<CredentialsError>(other) {
+            Some(c) => describe_credentials(c),
+            None if matches!(other, SdkError::DispatchFailure(_)) => {
+                format!("cannot reach SQS: {}", root_cause(other))
+            }
+            None => root_cause(other),
+        },
+    };
+    format!("{what} ({op} {url})")
 }

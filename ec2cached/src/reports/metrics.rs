@@ -176,6 +176,11 @@ fn events(m: &Metrics, st: &Status) {
         "1 while the [events] queue cannot be read (sweeps go on).",
         i64::from(st.events_error.is_some()),
     );
+    m.gauge(
+        "ec2cached_events_apply_failing",
+        "1 while the last batch of events could not be applied (its changes wait for the next sweep).",
+        i64::from(st.events_apply_error.is_some()),
+    );
 }
 
 /// A unix time as a gauge value.

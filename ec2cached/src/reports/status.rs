@@ -302,6 +302,16 @@ fn events_line(r: &mut Report, st: &Status, now: u64) {
         );
         return;
     }
+    if let Some(e) = &st.events_apply_error {
+        r.wrong(
+            "events",
+            format!(
+                "the last batch failed (its messages come back to the queue; the next sweep \
+                 brings its changes everywhere): {e}"
+            ),
+        );
+        return;
+    }
     let received: u64 = st.events_received.values().sum();
     let ignored: u64 = st.events_ignored.values().sum();
     let Some(t) = st.events_last_at else {
