@@ -4,7 +4,8 @@
     python3 fuzz/seed_dns.py            # from anywhere; rewrites only the seed-* files
 
 Each file is one fuzz input, as `nss_ec2_dns::testing::fuzz_one` reads it: one mode byte
-(bit 0: 0 UDP, 1 TCP; bit 1: 0 the fixture snapshot is served, 1 no snapshot), then the DNS
+(bit 0: 0 UDP, 1 TCP; bit 1: 0 the fixture snapshot is served, 1 no snapshot; bit 2: the
+fixture of the two-label domain `prod.internal`, `fixture_multi_label()`), then the DNS
 message in wire format (no TCP length prefix). The queries ask about the names of
 `nss_ec2_dns::testing::fixture()` (domain `ec2`): every answer kind of the stub (addresses,
 NODATA, NXDOMAIN, the apex, PTR, REFUSED, SERVFAIL, truncation of `big.ec2`), with and without
@@ -23,7 +24,7 @@ import struct
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "dns_query")
 
-UDP, TCP, NO_SNAPSHOT = 0, 1, 2
+UDP, TCP, NO_SNAPSHOT, CORP = 0, 1, 2, 4
 
 A, NS, SOA, PTR, MX, TXT, AAAA, OPT, AXFR, ANY = 1, 2, 6, 12, 15, 16, 28, 41, 252, 255
 IN, CH = 1, 3
@@ -137,6 +138,12 @@ seed("soa-Ec2-mixed", TCP, query("Ec2", SOA))
 seed("a-edns-version1", UDP, query("postgres.tphon.ec2", A, edns={"payload": 1232, "version": 1}))
 cookie = struct.pack(">HH", 10, 8) + b"\x01\x02\x03\x04\x05\x06\x07\x08"
 seed("a-edns-cookie", UDP, query("i-1.ec2", A, edns={"payload": 4096, "options": cookie}))
+# The two-label domain (the fast path's suffix and compression, against the general path).
+seed("corp-a-i-1", UDP | CORP, query("i-1.prod.internal", A))
+seed("corp-aaaa-web-edns", UDP | CORP, query("web.prod.internal", AAAA, edns=E1232))
+seed("corp-a-ent-db", UDP | CORP, query("db.prod.internal", A))
+seed("corp-a-nxdomain-upper", TCP | CORP, query("x.PROD.internal", A))
+seed("corp-a-short-labels", UDP | CORP, query("a.b.c", A))
 # Malformed or refused messages.
 seed("zero-questions", UDP, header(0x0001, qd=0))
 seed("zero-questions-edns", UDP, header(0x0002, qd=0, ar=1) + opt())

@@ -500,19 +500,23 @@ fn serve_udp(sock: &UdpSocket, current: &Current, allow: &[Net]) {
         answers.clear();
         to.clear();
         shares.clear();
-        let crowded = got.len() == BATCH
-            && got.iter().any(|(_, a)| {
-                a.as_ref().and_then(socket_addr) != got[0].1.as_ref().and_then(socket_addr)
-            });
-        for (buf, &(n, addr)) in bufs.iter().zip(&got) {
-            let Some(peer) = addr.as_ref().and_then(socket_addr) else {
+        // Never answer a port whose service answers anything: a spoofed query from it would
+        // start an endless exchange; nor anyone outside loopback and `[dns] allow`; nor a
+        // datagram cut short.
+        let answerable = |&(n, addr): &(usize, Option<SockaddrStorage>)| {
+            addr.as_ref().and_then(socket_addr).filter(|peer| {
+                n > 0 && !DROPPED_PORTS.contains(&peer.port()) && allowed(allow, peer.ip())
+            })
+        };
+        // Shares only when a full batch holds queries of more than one client.
+        let mut peers = got.iter().filter_map(answerable);
+        let first = peers.next();
+        let crowded = got.len() == BATCH && peers.any(|p| Some(p) != first);
+        for (buf, entry) in bufs.iter().zip(&got) {
+            let Some(peer) = answerable(entry) else {
                 continue;
             };
-            // Never answer a port whose service answers anything: a spoofed query from it would
-            // start an endless exchange; nor anyone outside loopback and `[dns] allow`.
-            if n == 0 || DROPPED_PORTS.contains(&peer.port()) || !allowed(allow, peer.ip()) {
-                continue;
-            }
+            let (n, addr) = *entry;
             if crowded {
                 match shares.iter_mut().find(|(p, _)| *p == peer) {
                     Some((_, k)) if *k >= SHARE => continue,

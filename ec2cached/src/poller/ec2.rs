@@ -481,19 +481,19 @@ impl Source {
         }
         let asked = tokio::time::timeout(STS_TIMEOUT, sts.get_caller_identity().send()).await;
         match asked {
-            Ok(Ok(who)) => {
-                if let Some(account) = who.account() {
-                    for t in self.targets.iter().filter(|t| unknown(t)) {
-                        if let Ok(mut seen) = t.seen_account.lock() {
-                            *seen = Some(account.to_string());
-                        }
+            Ok(Ok(who)) if who.account().is_some() => {
+                let account = who.account().unwrap_or_default();
+                for t in self.targets.iter().filter(|t| unknown(t)) {
+                    if let Ok(mut seen) = t.seen_account.lock() {
+                        *seen = Some(account.to_string());
                     }
                 }
             }
             failed => {
                 let why = match failed {
+                    Ok(Ok(_)) => "an answer without an account".to_string(),
                     Ok(Err(e)) => crate::leaf::aws::root_cause(&e),
-                    _ => format!("no answer within {} s", STS_TIMEOUT.as_secs()),
+                    Err(_) => format!("no answer within {} s", STS_TIMEOUT.as_secs()),
                 };
                 if let Ok(mut next) = self.sts_next.lock() {
                     if next.is_none() {

@@ -256,23 +256,25 @@ pub async fn patch_cycle(
     delivery: &Delivery,
 ) -> Result<(), Failed> {
     if !last.swept {
-        // Not a failure: the messages wait in the queue for the first sweep.
-        return Err(Failed::new(
-            crate::leaf::outcome::Reason::Unreachable,
-            "events before the first sweep: left in the queue",
-        ));
+        // Not a failure: nothing is deleted, the messages come back after the queue's
+        // visibility timeout, and the first sweep brings what they say meanwhile.
+        tracing::debug!("events before the first sweep: left in the queue");
+        return Ok(());
     }
     let r = patch_delivery(cfg, source, publisher, last, delivery).await;
-    // Said in the status file until a batch is applied again or a sweep succeeds: the changes
-    // it carried wait for them (its messages come back after the visibility timeout).
-    let error = r
-        .as_ref()
-        .err()
-        .map(|e| format!("{} {e}", crate::leaf::clock::utc(crate::leaf::clock::now())));
-    crate::leaf::ledger::Status::update_off_runtime(&cfg.snapshot, move |st| {
-        st.events_apply_error = error
-    })
-    .await;
+    // A batch of messages: said in the status file until a batch is applied again or a sweep
+    // succeeds (its messages come back after the visibility timeout). A recheck has no
+    // messages: it neither says nor clears anything there (the log says its failure).
+    if matches!(delivery, Delivery::Messages(_)) {
+        let error = r
+            .as_ref()
+            .err()
+            .map(|e| format!("{} {e}", crate::leaf::clock::utc(crate::leaf::clock::now())));
+        crate::leaf::ledger::Status::update_off_runtime(&cfg.snapshot, move |st| {
+            st.events_apply_error = error
+        })
+        .await;
+    }
     r
 }
 
