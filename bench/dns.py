@@ -540,7 +540,9 @@ def answers(runs):
     return "**" + ", ".join(f"{c} {k}" for c, k in sorted(tot.items())) + (f", lost {lost}" if lost else "") + "**"
 
 
-def verdict(res):
+def verdict(res, largest):
+    """The targets: at every size, issue 23's (throughput and p50 at least unbound's, less memory
+    and less CPU a query); at the largest, also issue 13's p99 (at most unbound's)."""
     tp = {s: max(x["qps"] for x in res["tp"][s]) for s in SERVERS}
     p50 = {s: min(x["p50"] for x in res["lt"][s]) for s in SERVERS}
     p99 = {s: min(x["p99"] for x in res["lt"][s]) for s in SERVERS}
@@ -548,11 +550,13 @@ def verdict(res):
     cpu = {s: cpu_per_query(res["tp"][s]) for s in SERVERS}
     checks = [("throughput", tp["stub"] >= tp["unbound"], f"{tp['stub']:.0f} vs {tp['unbound']:.0f} q/s"),
               ("p50", p50["stub"] <= p50["unbound"], f"{p50['stub']:.0f} vs {p50['unbound']:.0f} µs"),
-              ("p99", p99["stub"] <= p99["unbound"], f"{p99['stub']:.0f} vs {p99['unbound']:.0f} µs"),
               ("memory", rss["stub"] < rss["unbound"],
                f"{rss['stub'] / 1024:.1f} vs {rss['unbound'] / 1024:.1f} MiB"),
               ("CPU per query", cpu["stub"] < cpu["unbound"],
                f"{cpu['stub']:.1f} vs {cpu['unbound']:.1f} µs")]
+    if largest:
+        checks.insert(2, ("p99", p99["stub"] <= p99["unbound"],
+                          f"{p99['stub']:.0f} vs {p99['unbound']:.0f} µs"))
     return checks
 
 
@@ -649,11 +653,13 @@ def report(results, vers, started):
                      f"{ready:.1f} s with an RSS of {m['VmRSS'] / 1024:.1f} MiB (anon "
                      f"{m['RssAnon'] / 1024:.1f}).")
             w.append("")
+    big = max(r["n"] for r in results)
     for r in sorted(results, key=lambda r: r["n"]):
-        checks = verdict(r)
+        checks = verdict(r, r["n"] == big)
         unmet = [c for c, ok, _ in checks if not ok]
+        what = "p50 and p99" if r["n"] == big else "p50"
         w.append(f"Target at {r['n']} instances (the stub at least matches unbound's throughput and "
-                 f"latency, with less memory and less CPU a query): "
+                 f"{what}, with less memory and less CPU a query): "
                  + ("**met**" if not unmet else "**not met** (" + ", ".join(unmet) + ")")
                  + ": " + "; ".join(f"{c} {txt}" for c, _, txt in checks) + ".")
         w.append("")
