@@ -3,6 +3,9 @@
 
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::provider::error::CredentialsError;
+// The SDK's error types are one crate's (aws-smithy-runtime-api), re-exported by each service.
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 
 /// The three limits of one DescribeInstances page, in seconds (docs/configuration.md, "Timeouts
@@ -135,6 +138,39 @@ pub fn describe_credentials(c: &CredentialsError) -> String {
                 cap(&one_line(m.message().unwrap_or("no message")))
             ),
             None => format!("cannot load AWS credentials: {}", root_cause(other)),
+        },
+    }
+}
+
+/// One line for an error of `service`'s SDK client (S3, SQS), cause first, never the SDK's Debug
+/// dump: "SERVICE refused: CODE: message", "SERVICE answered HTTP N", `timeout` for a timeout,
+/// the credentials' trouble, "cannot reach SERVICE: cause", else the root cause. The caller
+/// appends which request.
+pub fn describe_service_error<E>(
+    service: &str,
+    e: &SdkError<E, HttpResponse>,
+    timeout: String,
+) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
+            match (err.code().map(|c| cap(&one_line(c))), msg.is_empty()) {
+                (Some(code), false) => format!("{service} refused: {code}: {msg}"),
+                (Some(code), true) => format!("{service} refused: {code}"),
+                (None, _) => format!("{service} answered HTTP {}", s.raw().status().as_u16()),
+            }
+        }
+        SdkError::TimeoutError(_) => timeout,
+        other => match find_source::<CredentialsError>(other) {
+            Some(c) => describe_credentials(c),
+            None if matches!(other, SdkError::DispatchFailure(_)) => {
+                format!("cannot reach {service}: {}", root_cause(other))
+            }
+            None => root_cause(other),
         },
     }
 }

@@ -4,11 +4,10 @@
 //! Whenever an endpoint URL is configured (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`: moto, MinIO,
 //! a VPC endpoint by address) requests use path-style addressing, which any endpoint serves.
 
-use crate::leaf::aws::{cap, describe_credentials, find_source, one_line, root_cause, timeouts};
+use crate::leaf::aws::{describe_service_error, root_cause, timeouts};
 use crate::leaf::ledger::Status;
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;
-use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RequestChecksumCalculation, RuntimeComponents};
@@ -297,33 +296,20 @@ impl Object {
         E: std::error::Error + ProvideErrorMetadata + 'static,
     {
         let what = match e {
-            SdkError::ServiceError(s) => {
-                let err = s.err();
-                let status = s.raw().status().as_u16();
-                let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
-                match (err.code().map(|c| cap(&one_line(c))), msg.is_empty()) {
-                    (Some(code), false) => format!("S3 refused: {code}: {msg}"),
-                    (Some(code), true) => format!("S3 refused: {code}"),
-                    (None, _) if status == 503 => "S3 refused: HTTP 503 (SlowDown)".into(),
-                    (None, _) => format!("S3 answered HTTP {status}"),
-                }
+            // S3's throttling answer carries no error code.
+            SdkError::ServiceError(s)
+                if s.err().code().is_none() && s.raw().status().as_u16() == 503 =>
+            {
+                "S3 refused: HTTP 503 (SlowDown)".into()
             }
-            SdkError::TimeoutError(_) => format!(
-                "timeout: no answer from S3 within {} s (with retries)",
-                3 * ATTEMPT_SECS
+            _ => describe_service_error(
+                "S3",
+                e,
+                format!(
+                    "timeout: no answer from S3 within {} s (with retries)",
+                    3 * ATTEMPT_SECS
+                ),
             ),
-            other => {
-                if let Some(c) = find_source::<CredentialsError>(other) {
-                    describe_credentials(c)
-                } else {
-                    match other {
-                        SdkError::DispatchFailure(_) => {
-                            format!("cannot reach S3: {}", root_cause(other))
-                        }
-                        _ => root_cause(other),
-                    }
-                }
-            }
         };
         format!("{what} ({op} {})", self.url)
     }

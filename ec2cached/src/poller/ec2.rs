@@ -280,52 +280,34 @@ impl Source {
                         .build(),
                 );
             }
-            // Pages by hand, not with the SDK's paginator: it ends quietly when a token comes
-            // back the same as the one sent, which would publish a partial fleet as a whole one.
-            let mut token: Option<String> = None;
-            let mut seen = std::collections::HashSet::new();
-            let mut page_no = 0u32;
-            loop {
-                page_no += 1;
-                let where_ = format!("DescribeInstances in {}{region}, page {page_no}", t.account);
-                let page = req
-                    .clone()
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| self.failed(&e, &where_, cfg))?;
-                for r in page.reservations() {
-                    if let (Some(owner), Ok(mut seen)) = (r.owner_id(), t.seen_account.lock()) {
-                        seen.get_or_insert_with(|| owner.to_string());
-                    }
-                    for i in r.instances() {
-                        let mut i = from_sdk(i);
-                        i.region = region.clone();
-                        i.namespace = t.namespace.clone();
-                        sweep.instances.push(i);
-                    }
-                }
-                match page.next_token().filter(|t| !t.is_empty()) {
-                    None => break,
-                    Some(t) if !seen.insert(t.to_string()) => {
-                        return Err(Failed {
-                            reason: Reason::MalformedResponse,
-                            message: format!(
-                                "the EC2 API sent a page token it had already sent: a sweep that \
-                                 ended here would miss instances, so none is published \
-                                 ({where_})"
-                            ),
-                            requests: self.requests(),
-                        });
-                    }
-                    Some(t) => token = Some(t.to_string()),
-                }
-            }
+            let pages = self
+                .each_page(
+                    req,
+                    cfg,
+                    |n| format!("DescribeInstances in {}{region}, page {n}", t.account),
+                    ": a sweep that ended here would miss instances, so none is published",
+                    |page| {
+                        for r in page.reservations() {
+                            if let (Some(owner), Ok(mut seen)) =
+                                (r.owner_id(), t.seen_account.lock())
+                            {
+                                seen.get_or_insert_with(|| owner.to_string());
+                            }
+                            for i in r.instances() {
+                                let mut i = from_sdk(i);
+                                i.region = region.clone();
+                                i.namespace = t.namespace.clone();
+                                sweep.instances.push(i);
+                            }
+                        }
+                    },
+                )
+                .await?;
             sweep.bytes = self.bytes.load(Ordering::Relaxed);
             tracing::debug!(
                 account = t.account,
                 region,
-                pages = page_no,
+                pages,
                 requests = self.requests(),
                 bytes = sweep.bytes,
                 instances = sweep.instances.len(),
@@ -401,59 +383,83 @@ impl Source {
                 ),
             ] {
                 for chunk in values.chunks(200) {
-                    let mut token: Option<String> = None;
-                    let mut seen = std::collections::HashSet::new();
-                    loop {
-                        let where_ =
-                            format!("DescribeInstances in {}{} (events)", t.account, t.region);
-                        let page = t
-                            .client
-                            .describe_instances()
-                            .filters(
-                                Filter::builder()
-                                    .name(filter)
-                                    .set_values(Some(chunk.iter().map(|s| s.to_string()).collect()))
-                                    .build(),
-                            )
-                            .set_next_token(token.clone())
-                            .send()
-                            .await
-                            .map_err(|e| self.failed(&e, &where_, cfg))?;
-                        for res in page.reservations() {
-                            for i in res.instances() {
-                                let mut i = from_sdk(i);
-                                i.region = t.region.clone();
-                                i.namespace = t.namespace.clone();
-                                // Named by id and through its interface: once.
-                                if r.asked.insert(i.id.clone())
-                                    || !r.found.iter().any(|f| f.id == i.id)
-                                {
-                                    r.found.push(i);
+                    let req = t.client.describe_instances().filters(
+                        Filter::builder()
+                            .name(filter)
+                            .set_values(Some(chunk.iter().map(|s| s.to_string()).collect()))
+                            .build(),
+                    );
+                    // A partial read would drop the instances not returned.
+                    self.each_page(
+                        req,
+                        cfg,
+                        |_| format!("DescribeInstances in {}{} (events)", t.account, t.region),
+                        "",
+                        |page| {
+                            for res in page.reservations() {
+                                for i in res.instances() {
+                                    let mut i = from_sdk(i);
+                                    i.region = t.region.clone();
+                                    i.namespace = t.namespace.clone();
+                                    // Named by id and through its interface: once.
+                                    if r.asked.insert(i.id.clone())
+                                        || !r.found.iter().any(|f| f.id == i.id)
+                                    {
+                                        r.found.push(i);
+                                    }
                                 }
                             }
-                        }
-                        match page.next_token().filter(|t| !t.is_empty()) {
-                            None => break,
-                            // A partial read would drop the instances not returned.
-                            Some(next) if !seen.insert(next.to_string()) => {
-                                return Err(Failed {
-                                    reason: Reason::MalformedResponse,
-                                    message: format!(
-                                        "the EC2 API sent a page token it had already sent \
-                                         ({where_})"
-                                    ),
-                                    requests: self.requests(),
-                                })
-                            }
-                            Some(next) => token = Some(next.to_string()),
-                        }
-                    }
+                        },
+                    )
+                    .await?;
                 }
             }
             out.push(r);
         }
         *ignored += taken.iter().filter(|t| !**t).count();
         Ok(out)
+    }
+
+    /// Sends `req` page after page, handing each to `each`, until the last: the pages read. By
+    /// hand, not with the SDK's paginator: it ends quietly when a token comes back the same as
+    /// one sent, and a partial read would pass for a whole one; here a token sent twice fails
+    /// (`cost`: what such a read would have cost, said in the message). `where_`: the request
+    /// (and page number) for messages.
+    async fn each_page(
+        &self,
+        req: aws_sdk_ec2::operation::describe_instances::builders::DescribeInstancesFluentBuilder,
+        cfg: &Config,
+        where_: impl Fn(u32) -> String,
+        cost: &str,
+        mut each: impl FnMut(&aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput),
+    ) -> Result<u32, Failed> {
+        let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        let mut page_no = 0u32;
+        loop {
+            page_no += 1;
+            let here = where_(page_no);
+            let page = req
+                .clone()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| self.failed(&e, &here, cfg))?;
+            each(&page);
+            match page.next_token().filter(|t| !t.is_empty()) {
+                None => return Ok(page_no),
+                Some(t) if !seen.insert(t.to_string()) => {
+                    return Err(Failed {
+                        reason: Reason::MalformedResponse,
+                        message: format!(
+                            "the EC2 API sent a page token it had already sent{cost} ({here})"
+                        ),
+                        requests: self.requests(),
+                    });
+                }
+                Some(t) => token = Some(t.to_string()),
+            }
+        }
     }
 
     /// The host's own account, from STS (`GetCallerIdentity`, any credentials may call it), for

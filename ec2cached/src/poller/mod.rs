@@ -321,7 +321,7 @@ async fn patch_delivery(
             }
         }
     }
-    let Some(src) = source.as_ref().filter(|_| last.swept) else {
+    let Some(src) = source.as_ref() else {
         return Err(Failed::new(
             crate::leaf::outcome::Reason::Unreachable,
             "events before the first sweep: left in the queue",

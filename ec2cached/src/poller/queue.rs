@@ -122,26 +122,10 @@ fn describe<E>(op: &str, url: &str, e: &SdkError<E, HttpResponse>) -> String
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
-    use crate::leaf::aws::{cap, describe_credentials, find_source, one_line, root_cause};
-    use aws_credential_types::provider::error::CredentialsError;
-    let what = match e {
-        SdkError::ServiceError(s) => {
-            let err = s.err();
-            let msg = err.message().map(|m| cap(&one_line(m))).unwrap_or_default();
-            match (err.code().map(|c| cap(&one_line(c))), msg.is_empty()) {
-                (Some(code), false) => format!("SQS refused: {code}: {msg}"),
-                (Some(code), true) => format!("SQS refused: {code}"),
-                (None, _) => format!("SQS answered HTTP {}", s.raw().status().as_u16()),
-            }
-        }
-        SdkError::TimeoutError(_) => "timeout: no answer from SQS (with retries)".to_string(),
-        other => match find_source::<CredentialsError>(other) {
-            Some(c) => describe_credentials(c),
-            None if matches!(other, SdkError::DispatchFailure(_)) => {
-                format!("cannot reach SQS: {}", root_cause(other))
-            }
-            None => root_cause(other),
-        },
-    };
+    let what = crate::leaf::aws::describe_service_error(
+        "SQS",
+        e,
+        "timeout: no answer from SQS (with retries)".to_string(),
+    );
     format!("{what} ({op} {url})")
 }
