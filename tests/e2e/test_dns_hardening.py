@@ -92,16 +92,22 @@ def test_a_flood_of_the_worst_query_does_not_starve_other_clients(big):
         t.start()
     try:
         time.sleep(0.5)
-        answered = 0
+        answered = retried = 0
         for k in range(20):
+            # As a resolver asks (glibc: two attempts): on loopback a flood faster than any one
+            # thread can read fills the socket's buffer, and the kernel drops what arrives then,
+            # whoever sent it; a query must not wait behind the flood, nor be lost twice.
             r = udp(big.addr, 53, query(f"{k + 1}.g.ec2"), timeout=1.0)
+            if r is None:
+                retried += 1
+                r = udp(big.addr, 53, query(f"{k + 1}.g.ec2"), timeout=1.0)
             answered += r is not None and header(r)["rcode"] == NOERROR and header(r)["an"] == 1
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert sent[0] > 1000, sent
-    assert answered == 20, f"{answered} of 20 answered during a flood of {sent[0]} queries"
+    assert answered == 20, f"{answered} of 20 answered during a flood of {sent[0]} queries ({retried} asked twice)"
     r = udp(big.addr, 53, query("g.ec2", "AAAA"))
     h = header(r)
     assert (h["rcode"], h["an"], h["ns"]) == (NOERROR, 0, 1), h
